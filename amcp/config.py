@@ -1,0 +1,282 @@
+"""Configuration models for every job and component, and the one reader, :func:`load_config`.
+
+Every model is frozen and rejects unknown keys; constraint failures name the key path and the
+offending value. Secrets never come from YAML (they come from the environment or the keystore).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from amcp.errors import ConfigError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+PositiveDecimal = Annotated[Decimal, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
+
+# --------------------------------------------------------------------------- components
+
+
+class RunConfig(_Model):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.\-]{1,64}$", description="prefix of the run id")
+    output_dir: str = Field("runs", min_length=1, description="folder (or fsspec URL) for run folders")
+
+
+class DataConfig(_Model):
+    path: str = Field(..., min_length=1, description="Parquet file of daily bars (symbol, date, OHLCV)")
+    symbols: tuple[str, ...] = Field((), description="symbols to load; empty loads every symbol in the file")
+    start: date | None = None
+    end: date | None = None
+    quality_policy: Literal["repair", "strict"] = Field(
+        "repair", description="repair: fix or drop bad rows and report them; strict: stop on the first defect"
+    )
+    max_abs_return: float = Field(
+        1.0, gt=0, description="a close-to-close move larger than this fraction is reported as an outlier"
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> DataConfig:
+        if self.start and self.end and self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        return self
+
+
+class AccountConfig(_Model):
+    starting_cash_usd: PositiveDecimal = Decimal(100_000)
+    account_type: Literal["margin", "cash"] = "margin"
+    margin_multiplier: Decimal = Field(Decimal(2), ge=1, le=4, description="Reg-T overnight buying power multiple")
+
+
+class FeeConfig(_Model):
+    """Alpaca fees: equities are commission-free but sells pay the SEC fee and FINRA TAF."""
+
+    commission_per_order_usd: Decimal = Field(Decimal(0), ge=0)
+    sec_fee_per_million_usd: Decimal = Field(Decimal("27.80"), ge=0, description="on sell notional")
+    finra_taf_per_share_usd: Decimal = Field(Decimal("0.000166"), ge=0, description="on shares sold")
+    finra_taf_max_usd: Decimal = Field(Decimal("8.30"), ge=0, description="cap per trade")
+    option_fee_per_contract_usd: Decimal = Field(
+        Decimal("0.04685"), ge=0, description="regulatory (ORF + OCC) fees per contract, buys and sells"
+    )
+    option_taf_per_contract_usd: Decimal = Field(Decimal("0.00279"), ge=0, description="FINRA TAF per contract sold")
+
+
+class SlippageConfig(_Model):
+    model: Literal["none", "fixed_bps", "square_root"] = "fixed_bps"
+    bps: NonNegativeFloat = Field(1.0, description="fixed adverse slippage in basis points")
+    impact_coefficient: NonNegativeFloat = Field(
+        0.1, description="square_root model: impact = coefficient × daily vol × sqrt(qty / bar volume)"
+    )
+
+
+class LatencyConfig(_Model):
+    mean_ms: NonNegativeFloat = 50.0
+    jitter_ms: NonNegativeFloat = 10.0
+
+
+class VenueConfig(_Model):
+    seed: int = 7
+    participation_rate: Fraction | None = Field(
+        0.05, description="cap on a fill as a fraction of the bar's volume; null for no cap"
+    )
+    fees: FeeConfig = FeeConfig()
+    slippage: SlippageConfig = SlippageConfig()
+    latency: LatencyConfig = LatencyConfig()
+
+
+class RiskConfig(_Model):
+    max_order_quantity: PositiveDecimal = Decimal(100_000)
+    max_order_notional_usd: PositiveDecimal = Decimal(1_000_000)
+    price_collar_pct: Fraction = Field(0.10, description="limit/stop price must be within this of the reference")
+    max_price_age_s: float = Field(4 * 86_400.0, gt=0, description="older reference prices deny the order")
+    max_position_notional_usd: PositiveDecimal = Decimal(5_000_000)
+    max_gross_exposure_usd: PositiveDecimal = Decimal(50_000_000)
+    duplicate_intent_window_s: NonNegativeFloat = 60.0
+    throttle_max_orders: int = Field(500, gt=0, description="orders allowed per throttle window")
+    throttle_window_s: float = Field(1.0, gt=0)
+    restricted_symbols: tuple[str, ...] = ()
+    daily_loss_reduce_pct: Fraction = Field(0.05, description="loss vs start-of-day equity that moves to REDUCING")
+    daily_loss_halt_pct: Fraction = Field(0.10, description="loss vs start-of-day equity that HALTS trading")
+
+    @model_validator(mode="after")
+    def _loss_order(self) -> RiskConfig:
+        if self.daily_loss_halt_pct < self.daily_loss_reduce_pct:
+            raise ValueError(
+                f"daily_loss_halt_pct {self.daily_loss_halt_pct} must be >= daily_loss_reduce_pct "
+                f"{self.daily_loss_reduce_pct}"
+            )
+        return self
+
+
+class SizingConfig(_Model):
+    min_trade_notional_usd: Decimal = Field(Decimal(100), ge=0, description="skip rebalance trades smaller than this")
+    cash_buffer_pct: Annotated[float, Field(ge=0, lt=1)] = Field(0.02, description="capital kept uninvested")
+
+
+class _StrategyBase(_Model):
+    id: str = Field(..., pattern=r"^[A-Za-z0-9_.\-]{1,48}$")
+    capital_fraction: Fraction = 1.0
+    symbols: tuple[str, ...] = Field((), description="universe; empty = every symbol of the data")
+
+
+class MomentumConfig(_StrategyBase):
+    """Cross-sectional momentum: long the top-n symbols by return over lookback, skipping the last skip bars."""
+
+    kind: Literal["momentum"]
+    lookback_bars: int = Field(126, ge=2)
+    skip_bars: int = Field(21, ge=0)
+    top_n: int = Field(5, ge=1)
+    rebalance_bars: int = Field(21, ge=1)
+    long_short: bool = False
+
+    @model_validator(mode="after")
+    def _skip(self) -> MomentumConfig:
+        if self.skip_bars >= self.lookback_bars:
+            raise ValueError(f"skip_bars {self.skip_bars} must be < lookback_bars {self.lookback_bars}")
+        return self
+
+
+class MeanReversionConfig(_StrategyBase):
+    """Z-score mean reversion: buy when close is entry_z std below its mean, exit inside exit_z."""
+
+    kind: Literal["mean_reversion"]
+    window_bars: int = Field(20, ge=2)
+    entry_z: float = Field(2.0, gt=0)
+    exit_z: float = Field(0.5, ge=0)
+    max_positions: int = Field(10, ge=1)
+    allow_short: bool = False
+
+    @model_validator(mode="after")
+    def _z(self) -> MeanReversionConfig:
+        if self.exit_z >= self.entry_z:
+            raise ValueError(f"exit_z {self.exit_z} must be < entry_z {self.entry_z}")
+        return self
+
+
+class MovingAverageCrossConfig(_StrategyBase):
+    """Moving-average crossover: buy ``quantity`` when fast SMA crosses above slow, sell it back below."""
+
+    kind: Literal["ma_cross"]
+    fast_bars: int = Field(10, ge=1)
+    slow_bars: int = Field(30, ge=2)
+    quantity: PositiveDecimal = Decimal(100)
+
+    @model_validator(mode="after")
+    def _windows(self) -> MovingAverageCrossConfig:
+        if self.fast_bars >= self.slow_bars:
+            raise ValueError(f"fast_bars {self.fast_bars} must be < slow_bars {self.slow_bars}")
+        return self
+
+
+StrategyConfig = Annotated[
+    MomentumConfig | MeanReversionConfig | MovingAverageCrossConfig, Field(discriminator="kind")
+]
+
+
+class RayConfig(_Model):
+    address: str | None = Field(None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
+    namespace: str = "amcp"
+    num_strategy_actors: int = Field(1, ge=1)
+    actor_num_cpus: NonNegativeFloat = Field(0.0, description="CPUs reserved per trading-plane actor")
+    cycles_per_call: int = Field(50, ge=1, description="cycles the orchestrator runs per driver call")
+
+
+class JournalConfig(_Model):
+    url: str | None = Field(None, description="SQLAlchemy URL; null writes journal.sqlite in the run folder")
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+class _JobConfig(_Model):
+    run: RunConfig = RunConfig()
+    data: DataConfig
+    account: AccountConfig = AccountConfig()
+    venue: VenueConfig = VenueConfig()
+    risk: RiskConfig = RiskConfig()
+    sizing: SizingConfig = SizingConfig()
+    strategies: tuple[StrategyConfig, ...] = Field(..., min_length=1)
+
+    @field_validator("strategies")
+    @classmethod
+    def _unique_ids(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        ids = [s.id for s in value]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"strategy ids must be unique, repeated: {dupes}")
+        total = sum(s.capital_fraction for s in value)
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"capital_fraction of all strategies sums to {total:g}, more than 1")
+        return value
+
+
+class BacktestConfig(_JobConfig):
+    """``configs/backtest.yaml``: the in-process event-driven backtest."""
+
+    kind: Literal["backtest"] = "backtest"
+
+
+class TradeConfig(_JobConfig):
+    """``configs/paper.yaml``: the trading plane on Ray (paper mode replays history)."""
+
+    kind: Literal["trade"] = "trade"
+    mode: Literal["paper"] = Field("paper", description="paper replays history through the simulated broker")
+    ray: RayConfig = RayConfig()
+    journal: JournalConfig = JournalConfig()
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """Render pydantic errors as ``source: key.path: message (got value)`` lines."""
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        value = item.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{…}"
+        lines.append(f"{source}: {loc or '<root>'}: {item['msg']} (got {shown})")
+    return "\n".join(lines)
+
+
+_UNION_TAGS = {"momentum", "mean_reversion", "ma_cross"}
+
+
+def parse_config(data: Any, model: type[ConfigT], source: str = "<config>") -> ConfigT:
+    """Validate a mapping as ``model``.
+
+    Raises:
+        ConfigError: naming every bad key and its value.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_config(path: str | Path, model: type[ConfigT]) -> ConfigT:
+    """Read a YAML config file and validate it as ``model``; the only reader of config files.
+
+    Raises:
+        ConfigError: if the file is missing, not YAML, or any key or value is invalid.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file not found: {file}")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    return parse_config(data, model, str(file))

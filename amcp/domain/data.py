@@ -1,0 +1,79 @@
+"""Market data events: single bars and quotes, and the cross-sectional ``BarBatch``.
+
+A cycle of the trading plane consumes one ``BarBatch``: every symbol's bar for one timestamp,
+as aligned numpy arrays (NaN where a symbol has no bar). Batching keeps the hot path to one
+call per component per cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from amcp._typing import FloatArray
+from amcp.errors import DataError
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    symbol: str
+    ts_ns: int
+    bid_price: float
+    ask_price: float
+    bid_size: float
+    ask_size: float
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    symbol: str
+    ts_ns: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BarBatch:
+    """All symbols' bars that close at ``ts_ns`` (UTC nanoseconds).
+
+    ``symbols`` is the same tuple, in the same order, for every batch of a run, so arrays line
+    up across cycles. A symbol with no bar at ``ts_ns`` has NaN in every array.
+    """
+
+    ts_ns: int
+    symbols: tuple[str, ...]
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+
+    def __post_init__(self) -> None:
+        n = len(self.symbols)
+        for name in ("open", "high", "low", "close", "volume"):
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray) or arr.shape != (n,):
+                raise DataError(f"BarBatch.{name} must be an array of shape ({n},), got {getattr(arr, 'shape', arr)}")
+
+    @property
+    def present(self) -> np.ndarray:
+        """Boolean mask of symbols that have a bar in this batch."""
+        return ~np.isnan(self.close)
+
+    def bar(self, index: int) -> Bar | None:
+        """Return symbol ``index``'s bar, or ``None`` if it has none at this timestamp."""
+        if np.isnan(self.close[index]):
+            return None
+        return Bar(
+            self.symbols[index],
+            self.ts_ns,
+            float(self.open[index]),
+            float(self.high[index]),
+            float(self.low[index]),
+            float(self.close[index]),
+            float(self.volume[index]),
+        )
