@@ -241,7 +241,13 @@ ConfigT = TypeVar("ConfigT", bound=BaseModel)
 def format_validation_error(error: ValidationError, source: str) -> str:
     """Render pydantic errors as ``source: key.path: message (got value)`` lines."""
     lines = []
-    for item in error.errors():
+    items = error.errors()
+    for item in items:
+        # pydantic also reports a tuple as too short when one of its items failed: drop that echo.
+        if item["type"] == "too_short" and any(
+            other is not item and other["loc"][: len(item["loc"])] == item["loc"] for other in items
+        ):
+            continue
         loc = ".".join(str(p) for p in item["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
         value = item.get("input")
         shown = repr(value) if not isinstance(value, dict) else "{…}"

@@ -1,0 +1,7 @@
+"""JournalActor: durable record of every command and event (SQLite by default)."""
+
+import ray
+
+from amcp.store.journal import Journal
+
+JournalActor = ray.remote(Journal)

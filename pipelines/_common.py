@@ -1,0 +1,113 @@
+"""What every job shares: argument parsing, clear errors, run folders, reports, summaries."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from amcp.backtest.report import write_report
+from amcp.config import load_config
+from amcp.data.bars import BarPanel, load_daily_bars
+from amcp.data.quality import QualityReport
+from amcp.engine.recorder import RunResult
+from amcp.errors import AmcpError
+
+ConfigT = TypeVar("ConfigT")
+
+EXIT_BAD_INPUT = 2
+
+
+def parse_args(description: str, default_config: str, argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=default_config, help=f"YAML config file (default: {default_config})")
+    parser.add_argument("--run-id", default=None, help="run id (default: <run.name>-<UTC timestamp>)")
+    parser.add_argument("--max-cycles", type=int, default=None, help="stop after this many cycles (a short slice)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or table: only the JSON summary")
+    return parser.parse_args(argv)
+
+
+def fail(message: str) -> int:
+    """Print a bad-input error (no traceback) and a JSON summary line; return the exit code."""
+    print(f"error: {message}", file=sys.stderr)
+    print(json.dumps({"ok": False, "error": message.splitlines()[0][:500]}))
+    return EXIT_BAD_INPUT
+
+
+def guarded(job: Callable[[], int]) -> int:
+    """Run a job; turn any AmcpError (bad config, bad data) into a clear message and exit 2."""
+    try:
+        return job()
+    except AmcpError as exc:
+        return fail(str(exc))
+
+
+def new_run_id(name: str) -> str:
+    return f"{name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}"
+
+
+def load_config_and_data(path: str, model: type[ConfigT]) -> tuple[ConfigT, BarPanel, QualityReport]:
+    config = load_config(path, model)  # type: ignore[type-var]
+    panel, quality = load_daily_bars(config.data)  # type: ignore[attr-defined]
+    return config, panel, quality
+
+
+def finish(
+    *,
+    result: RunResult,
+    mode: str,
+    config: Any,
+    panel: BarPanel,
+    quality: QualityReport,
+    run_dir: Path,
+    quiet: bool,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the report, print the summary table, and print the one-line JSON summary last."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    starting = float(config.account.starting_cash_usd)
+    summary = result.summary(mode=mode, symbols=len(panel.symbols), starting_equity=starting, report_path=None)
+    metrics = result.metrics(starting)
+    html = write_report(
+        run_dir,
+        summary | {"metrics": metrics},
+        result.ts_ns,
+        result.equity,
+        result.fill_records(),
+        result.denials_by_reason(),
+        quality.to_dict(),
+        title=f"amcp {mode} run {run_dir.name}",
+    )
+    summary["report"] = str(html)
+    summary["data_repairs"] = quality.to_dict().get("counts", {})
+    if extra:
+        summary.update(extra)
+    if not quiet:
+        print_table(summary, metrics)
+    print(json.dumps(summary, default=str))
+    return summary
+
+
+def print_table(summary: dict[str, Any], metrics: dict[str, float]) -> None:
+    rows = [
+        ("mode", summary["mode"]),
+        ("period", f"{summary['start']} → {summary['end']}"),
+        ("symbols / cycles / bars", f"{summary['symbols']} / {summary['cycles']} / {summary['bars']}"),
+        ("orders / fills", f"{summary['orders']} / {summary['fills']}"),
+        ("denials", ", ".join(f"{k}={v}" for k, v in summary["denials"].items()) or "none"),
+        ("final equity", f"{summary['final_equity']:,.2f} USD"),
+        ("total return", f"{metrics['total_return']:.2%}"),
+        ("CAGR", f"{metrics['cagr']:.2%}"),
+        ("Sharpe / Sortino", f"{metrics['sharpe']:.2f} / {metrics['sortino']:.2f}"),
+        ("max drawdown / Calmar", f"{metrics['max_drawdown']:.2%} / {metrics['calmar']:.2f}"),
+        ("turnover / hit rate / exposure", f"{metrics['turnover']:.2f} / {metrics['hit_rate']:.2%} / {metrics['exposure']:.2%}"),
+        ("report", summary["report"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print("─" * (width + 50))
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    print("─" * (width + 50))

@@ -1,0 +1,71 @@
+"""Configs: the shipped files validate; bad keys and values are named with their values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from amcp.config import BacktestConfig, TradeConfig, load_config, parse_config
+from amcp.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+MINIMAL = {"data": {"path": "x.parquet"}, "strategies": [{"kind": "momentum", "id": "m"}]}
+
+
+def test_shipped_configs_validate() -> None:
+    paper = load_config(ROOT / "configs/paper.yaml", TradeConfig)
+    backtest = load_config(ROOT / "configs/backtest.yaml", BacktestConfig)
+    assert paper.mode == "paper" and len(paper.strategies) == 2
+    # The backtest and the paper run share every setting that decides fills.
+    for key in ("data", "account", "venue", "risk", "sizing", "strategies"):
+        assert getattr(paper, key) == getattr(backtest, key), key
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"risk": {"max_order_notional_usd": -5}}, "risk.max_order_notional_usd: Input should be greater than 0 (got -5)"),
+        ({"risk": {"bogus_key": 1}}, "risk.bogus_key: Extra inputs are not permitted (got 1)"),
+        ({"surprise": True}, "surprise: Extra inputs are not permitted"),
+        ({"venue": {"participation_rate": 1.5}}, "venue.participation_rate"),
+        ({"strategies": [{"kind": "momentum", "id": "m", "lookback_bars": 1}]}, "strategies.0.lookback_bars"),
+        ({"strategies": [{"kind": "warp", "id": "m"}]}, "does not match any of the expected tags"),
+        ({"strategies": [{"kind": "momentum", "id": "m", "skip_bars": 200}]}, "skip_bars 200 must be < lookback_bars 126"),
+        ({"strategies": [{"kind": "momentum", "id": "a", "capital_fraction": 0.7}, {"kind": "momentum", "id": "b", "capital_fraction": 0.7}]}, "sums to 1.4"),
+        ({"strategies": [{"kind": "momentum", "id": "a"}, {"kind": "ma_cross", "id": "a"}]}, "repeated: ['a']"),
+        ({"data": {"path": "x", "start": "2015-01-01", "end": "2014-01-01"}}, "start 2015-01-01 is after end 2014-01-01"),
+        ({"risk": {"daily_loss_reduce_pct": 0.2, "daily_loss_halt_pct": 0.1}}, "daily_loss_halt_pct 0.1 must be >="),
+        ({"strategies": []}, "strategies: Tuple should have at least 1 item"),
+    ],
+)
+def test_bad_value_is_named_with_key_and_value(patch: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(MINIMAL | patch, TradeConfig, "paper.yaml")
+    assert expected in str(info.value)
+    assert str(info.value).startswith("paper.yaml: ")
+
+
+def test_item_error_is_not_echoed_as_too_short() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(MINIMAL | {"strategies": [{"kind": "momentum", "id": "m", "lookback_bars": -3}]}, TradeConfig)
+    assert "too_short" not in str(info.value) and "at least 1 item" not in str(info.value)
+
+
+def test_missing_file_and_bad_yaml_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml", TradeConfig)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad, TradeConfig)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("42")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(scalar, TradeConfig)
+
+
+def test_configs_are_frozen() -> None:
+    config = parse_config(MINIMAL, TradeConfig)
+    with pytest.raises(Exception):
+        config.risk.max_order_quantity = 1  # type: ignore[misc]
