@@ -1,0 +1,710 @@
+"""A deterministic, seeded simulated venue (Alpaca-like) driven by bars and quotes.
+
+The venue holds working orders and fills them against the market data it is given. It reads no
+clock: every timestamp comes in with the call (UTC nanoseconds). The same config, seed and
+inputs always give the same events.
+
+Arrival. An accepted order reaches the matching engine at ``arrival_ts = ts_ns + latency``
+(:mod:`amcp.execution.latency`). It may fill only against a bar with ``batch.ts_ns >
+arrival_ts`` (a bar's ``ts_ns`` is its close time) or a quote with ``quote.ts_ns > arrival_ts``;
+the first price such a bar shows it is the bar's open. Cancels and replaces act at once.
+
+Validation (``OrderRejected`` with a reason, never an exception): the symbol must build an
+instrument; the quantity must be a positive multiple of the lot; the limit and stop prices the
+order type needs must be present, positive and on the instrument's tick (prices the type does
+not use are ignored); a trailing stop needs exactly one of ``trail_price > 0`` and
+``0 < trail_percent < 100``; OPG and CLS take only market and limit orders; a client order id
+the venue has accepted before (working or finished) is a duplicate.
+
+Fill rules against a bar (``o h l c v``; a symbol whose OHLC has a NaN has no bar; ``v`` NaN
+or 0 means nothing trades, no stop triggers, and a one-shot order has used its chance):
+
+- market: ``o``; slippage applies.
+- limit buy: ``o <= limit`` -> ``o``; elif ``l <= limit`` -> ``limit``. Sells mirror. No slippage.
+- stop buy: ``o >= stop`` -> ``o``; elif ``h >= stop`` -> ``stop``; slippage applies. Sells
+  mirror. Once triggered, a remainder is a market order (fills at later opens).
+- stop-limit: triggers as a stop; triggered at the open it is a limit order against the whole
+  bar; triggered intrabar it fills at ``stop`` if the limit allows it (buy: ``limit >= stop``),
+  elif at ``limit`` if the bar reaches it. No slippage. The trigger persists across bars.
+- trailing stop: sell ``stop = hwm − trail_price`` or ``hwm × (1 − trail_percent/100)``
+  rounded down to the tick (buys: low-water mark, plus, rounded up). The mark starts at the
+  first eligible bar's open; each bar is first checked as a stop order with the current stop,
+  then the mark moves to the bar's high (buys: low).
+- opg: only at the open of its first bar (market-on-open, or limit-on-open for a limit order);
+  cls: only at the close of its first bar. The unfilled rest is canceled.
+
+Quantity: per symbol per bar, all fills together are capped at ``floor(participation_rate ×
+volume)`` rounded down to the lot (no cap when ``participation_rate`` is None); orders are
+served first come first served by arrival time. FOK fills only when the whole remaining
+quantity fits, else it is canceled with no fill.
+
+Quotes: a buy sees the ask (a sell the bid) as a one-price bar, capped by the ask (bid) size,
+shared FIFO by every order of that side on that quote. Quote fills carry no slippage (the
+spread is the cost). OPG and CLS orders ignore quotes.
+
+Time in force: DAY works in the America/New_York session date of its first eligible bar or
+quote; it expires at the end of an ``on_bars(..., session_closed=True)`` call, or before any
+later bar or quote dated another day. GTC works until filled or canceled. IOC, FOK, OPG and
+CLS have one chance: the first eligible bar in which their symbol has a bar (or, for IOC and
+FOK, a quote with a price on their side); the rest is canceled ("ioc remainder",
+"fok not filled", "opg remainder", "cls remainder").
+
+Liquidity: market and stop fills are TAKER; limit fills are MAKER unless marketable when the
+order first saw a price (its first eligible bar's open or first quote) or, for a stop-limit,
+when it triggered. Fees come from :class:`amcp.execution.fees.AlpacaFeeModel`.
+
+Event order within one call: orders in arrival order (ties in submission order), each with its
+expiry, fill and one-shot cancel; then the session-close expiries in submission order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
+
+from amcp.config import VenueConfig
+from amcp.domain.data import BarBatch, Quote
+from amcp.domain.enums import LiquiditySide, OrderSide, OrderType, TimeInForce
+from amcp.domain.identifiers import ClientOrderId, TradeId, VenueOrderId
+from amcp.domain.instruments import Instrument, instrument_for
+from amcp.domain.messages import (
+    CancelOrder,
+    OrderAccepted,
+    OrderCanceled,
+    OrderEvent,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderReplaced,
+    ReplaceOrder,
+    SubmitOrder,
+)
+from amcp.domain.objects import to_decimal
+from amcp.errors import AmcpError, ExecutionError
+from amcp.execution.fees import AlpacaFeeModel
+from amcp.execution.latency import LatencyModel
+from amcp.execution.slippage import SlippageModel
+
+_ZERO = Decimal(0)
+_HUNDRED = Decimal(100)
+_ONE_SHOT = {
+    TimeInForce.IOC: "ioc remainder",
+    TimeInForce.FOK: "fok not filled",
+    TimeInForce.OPG: "opg remainder",
+    TimeInForce.CLS: "cls remainder",
+}
+_AUCTION = (TimeInForce.OPG, TimeInForce.CLS)
+_TAKER, _MAKER = LiquiditySide.TAKER, LiquiditySide.MAKER
+
+# price, slippage applies, liquidity
+_Match = tuple[Decimal, bool, LiquiditySide]
+
+
+@dataclass(frozen=True, slots=True)
+class _Prices:
+    """What one order sees of one bar (or of one side of a quote, as a one-price bar)."""
+
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    from_quote: bool
+
+
+@dataclass(slots=True)
+class _Working:
+    """A working order and its matching state."""
+
+    command: SubmitOrder
+    instrument: Instrument
+    venue_order_id: VenueOrderId
+    sequence: int
+    arrival_ts_ns: int
+    side: OrderSide
+    order_type: OrderType
+    time_in_force: TimeInForce
+    quantity: Decimal
+    limit_price: Decimal | None
+    stop_price: Decimal | None
+    trail_price: Decimal | None
+    trail_percent: Decimal | None
+    filled: Decimal = _ZERO
+    triggered: bool = False
+    watermark: Decimal | None = None
+    session_date: date | None = None
+    seen_price: bool = False
+
+    @property
+    def client_order_id(self) -> ClientOrderId:
+        return self.command.client_order_id
+
+    @property
+    def leaves(self) -> Decimal:
+        return self.quantity - self.filled
+
+
+class SimulatedVenue:
+    """A simulated Alpaca-like venue: validates orders, then fills them against bars and quotes.
+
+    Args:
+        config: seed, participation cap, fees, slippage and latency.
+        instrument_for: maps an order's symbol to its instrument (tick and lot sizes);
+            raising any ``AmcpError``, ``LookupError``, ``ValueError`` or ``TypeError`` rejects
+            the order.
+    """
+
+    def __init__(
+        self, config: VenueConfig, instrument_for: Callable[[str], Instrument] = instrument_for
+    ) -> None:
+        self._config = config
+        self._instrument_for = instrument_for
+        self._participation = (
+            None if config.participation_rate is None else to_decimal(config.participation_rate)
+        )
+        self._fees = AlpacaFeeModel.from_config(config.fees)
+        self._slippage = SlippageModel(config.slippage)
+        self._latency = LatencyModel(config.latency, config.seed)
+        self._working: dict[str, _Working] = {}  # insertion order = submission order
+        self._finished: set[str] = set()
+        self._order_count = 0
+        self._trade_count = 0
+        self._index_symbols: tuple[str, ...] | None = None
+        self._index: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ commands
+    def submit(self, commands: Sequence[SubmitOrder], ts_ns: int) -> list[OrderEvent]:
+        """Validate and accept (or reject) each command, in order.
+
+        Args:
+            commands: orders to submit.
+            ts_ns: the time they are sent (UTC ns); arrival is this plus a latency sample.
+
+        Returns:
+            One ``OrderAccepted`` (venue id ``SIM-<n>``) or ``OrderRejected`` per command. An id
+            the venue has already accepted is rejected as a duplicate. Never raises on bad input.
+        """
+        events: list[OrderEvent] = []
+        for command in commands:
+            result = self._check(command)
+            if isinstance(result, str):
+                events.append(
+                    OrderRejected(client_order_id=command.client_order_id, ts_ns=ts_ns, reason=result)
+                )
+                continue
+            events.append(self._accept(result, ts_ns))
+        return events
+
+    def cancel(self, commands: Sequence[CancelOrder]) -> list[OrderEvent]:
+        """Cancel working orders at once.
+
+        Returns:
+            ``OrderCanceled`` (at the command's ``ts_ns`` and with its reason) for each command
+            naming a working order. A command naming an unknown or finished order changes
+            nothing and produces no event (the order's own events already say how it ended).
+        """
+        events: list[OrderEvent] = []
+        for command in commands:
+            order = self._working.get(command.client_order_id)
+            if order is not None:
+                events.append(self._cancel(order, command.ts_ns, command.reason))
+        return events
+
+    def cancel_all(self, ts_ns: int, reason: str = "") -> list[OrderEvent]:
+        """Cancel every working order, in submission order.
+
+        Returns:
+            One ``OrderCanceled`` per working order.
+        """
+        return [self._cancel(order, ts_ns, reason) for order in list(self._working.values())]
+
+    def replace(self, commands: Sequence[ReplaceOrder]) -> list[OrderEvent]:
+        """Replace working orders with new ones (Alpaca PATCH semantics).
+
+        The new order copies the old command with the new id, ``ts_ns`` and the given fields.
+        ``quantity`` is the new total: the new order carries the old filled quantity, so its
+        leaves are ``quantity − filled``. It arrives after a fresh latency sample; a stop
+        trigger and a trailing mark carry over unless the stop or trail changes. A
+        ``trail_price`` replaces a percentage trail with an absolute one.
+
+        Returns:
+            Per command: ``[OrderReplaced(old -> new), OrderAccepted(new)]`` on success;
+            ``[OrderRejected(new id)]`` when the new terms are invalid (bad price or quantity,
+            a quantity not above the filled quantity, a price the order type does not use, a
+            new id already known), the old order working on unchanged; nothing when the old
+            order is unknown or no longer working.
+        """
+        events: list[OrderEvent] = []
+        for command in commands:
+            events.extend(self._replace_one(command))
+        return events
+
+    # ------------------------------------------------------------------ views
+    def open_orders(self) -> list[SubmitOrder]:
+        """Return the commands of working orders, in submission order (replacements last)."""
+        return [order.command for order in self._working.values()]
+
+    def leaves_quantity(self, client_order_id: str) -> Decimal:
+        """Return the quantity still to fill: 0 for a finished order.
+
+        Raises:
+            ExecutionError: if the venue never accepted an order with this id.
+        """
+        order = self._working.get(client_order_id)
+        if order is not None:
+            return order.leaves
+        if client_order_id in self._finished:
+            return _ZERO
+        raise ExecutionError(f"order {client_order_id!r} is unknown to the simulated venue")
+
+    # ------------------------------------------------------------------ market data
+    def on_bars(self, batch: BarBatch, session_closed: bool = False) -> list[OrderEvent]:
+        """Match working orders against one batch of bars.
+
+        Args:
+            batch: every symbol's bar closing at ``batch.ts_ns``.
+            session_closed: whether the session ends with this batch (DAY orders expire).
+
+        Returns:
+            Fills, expiries and one-shot cancels, in the order described in the module doc.
+        """
+        events: list[OrderEvent] = []
+        if not self._working:
+            return events
+        index = self._symbol_index(batch.symbols)
+        day = _new_york_date(batch.ts_ns)
+        prices: dict[int, _Prices | None] = {}
+        capacity: dict[object, Decimal | None] = {}
+        for order in self._fifo(self._working.values()):
+            if batch.ts_ns <= order.arrival_ts_ns or self._expire_if_new_session(
+                order, day, batch.ts_ns, events
+            ):
+                continue
+            i = index.get(order.command.symbol, index.get(order.instrument.symbol))
+            if i is not None and i not in prices:
+                prices[i] = _bar_prices(batch, i)
+            self._work(order, None if i is None else prices[i], capacity, i, batch.ts_ns, events)
+        if session_closed:
+            for order in list(self._working.values()):
+                if order.time_in_force is TimeInForce.DAY and order.session_date is not None:
+                    self._finish(order)
+                    events.append(
+                        OrderExpired(
+                            client_order_id=order.client_order_id, ts_ns=batch.ts_ns, reason="session closed"
+                        )
+                    )
+        return events
+
+    def on_quotes(self, quotes: Sequence[Quote]) -> list[OrderEvent]:
+        """Match working orders against quotes, one quote after another.
+
+        Returns:
+            Fills, expiries and IOC/FOK cancels (OPG and CLS orders ignore quotes).
+        """
+        events: list[OrderEvent] = []
+        if not self._working:
+            return events
+        by_symbol: dict[str, list[_Working]] = {}
+        for order in self._fifo(self._working.values()):
+            for symbol in {order.command.symbol, order.instrument.symbol}:
+                by_symbol.setdefault(symbol, []).append(order)
+        for quote in quotes:
+            day = _new_york_date(quote.ts_ns)
+            sides = {
+                OrderSide.BUY: _quote_prices(quote.ask_price, quote.ask_size),
+                OrderSide.SELL: _quote_prices(quote.bid_price, quote.bid_size),
+            }
+            capacity: dict[object, Decimal | None] = {}
+            for order in by_symbol.get(quote.symbol, ()):
+                if (
+                    order.client_order_id not in self._working
+                    or quote.ts_ns <= order.arrival_ts_ns
+                    or order.time_in_force in _AUCTION
+                    or self._expire_if_new_session(order, day, quote.ts_ns, events)
+                ):
+                    continue
+                self._work(order, sides[order.side], capacity, order.side, quote.ts_ns, events)
+        return events
+
+    # ------------------------------------------------------------------ validation
+    def _check(self, command: SubmitOrder) -> _Working | str:
+        """Return the working order a command describes, or the reason to reject it."""
+        try:
+            return self._check_terms(command)
+        except ArithmeticError as exc:  # e.g. a quantity too large for decimal arithmetic
+            return f"quantity or price out of range: {exc!r}"
+
+    def _check_terms(self, command: SubmitOrder) -> _Working | str:
+        if command.client_order_id in self._working or command.client_order_id in self._finished:
+            return f"duplicate client_order_id {command.client_order_id!r}"
+        try:
+            instrument = self._instrument_for(command.symbol)
+        except (AmcpError, LookupError, ValueError, TypeError) as exc:
+            return f"unknown instrument {command.symbol!r}: {exc}"
+        try:
+            side = OrderSide(command.side)
+            order_type = OrderType(command.order_type)
+            tif = TimeInForce(command.time_in_force)
+        except ValueError as exc:
+            return f"invalid side, order type or time in force: {exc}"
+        quantity = _as_decimal(command.quantity)
+        if quantity is None or quantity <= 0:
+            return f"quantity must be > 0, got {command.quantity!r}"
+        if not instrument.is_valid_quantity(quantity):
+            return f"quantity {quantity} is not a multiple of the lot size {instrument.lot_size}"
+        if tif in _AUCTION and order_type not in (OrderType.MARKET, OrderType.LIMIT):
+            return f"time in force {tif.value} needs a market or limit order, got {order_type.value}"
+        limit = stop = trail_price = trail_percent = None
+        if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            limit = _as_decimal(command.limit_price)
+            if command.limit_price is None or limit is None or not instrument.is_valid_price(limit):
+                got = command.limit_price
+                return f"{order_type.value} order needs a positive limit_price on the tick, got {got!r}"
+        if order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
+            stop = _as_decimal(command.stop_price)
+            if command.stop_price is None or stop is None or not instrument.is_valid_price(stop):
+                got = command.stop_price
+                return f"{order_type.value} order needs a positive stop_price on the tick, got {got!r}"
+        if order_type is OrderType.TRAILING_STOP:
+            if (command.trail_price is None) == (command.trail_percent is None):
+                return "a trailing_stop order needs exactly one of trail_price, trail_percent"
+            trail_price = _as_decimal(command.trail_price)
+            trail_percent = _as_decimal(command.trail_percent)
+            if command.trail_price is not None and (trail_price is None or trail_price <= 0):
+                return f"trail_price must be > 0, got {command.trail_price!r}"
+            if command.trail_percent is not None and (
+                trail_percent is None or not 0 < trail_percent < _HUNDRED
+            ):
+                return f"trail_percent must be in (0, 100), got {command.trail_percent!r}"
+        return _Working(
+            command=command,
+            instrument=instrument,
+            venue_order_id=VenueOrderId("SIM-0"),
+            sequence=0,
+            arrival_ts_ns=0,
+            side=side,
+            order_type=order_type,
+            time_in_force=tif,
+            quantity=quantity,
+            limit_price=limit,
+            stop_price=stop,
+            trail_price=trail_price,
+            trail_percent=trail_percent,
+        )
+
+    def _accept(self, order: _Working, ts_ns: int) -> OrderAccepted:
+        self._order_count += 1
+        order.sequence = self._order_count
+        order.venue_order_id = VenueOrderId(f"SIM-{self._order_count}")
+        order.arrival_ts_ns = ts_ns + self._latency.sample_ns()
+        self._working[order.client_order_id] = order
+        return OrderAccepted(
+            client_order_id=order.client_order_id, venue_order_id=order.venue_order_id, ts_ns=ts_ns
+        )
+
+    def _replace_one(self, command: ReplaceOrder) -> list[OrderEvent]:
+        old = self._working.get(command.client_order_id)
+        if old is None:
+            return []
+        new_id, ts_ns = command.new_client_order_id, command.ts_ns
+        unused = [
+            name
+            for name, value, types in (
+                ("limit_price", command.limit_price, (OrderType.LIMIT, OrderType.STOP_LIMIT)),
+                ("stop_price", command.stop_price, (OrderType.STOP, OrderType.STOP_LIMIT)),
+                ("trail_price", command.trail_price, (OrderType.TRAILING_STOP,)),
+            )
+            if value is not None and old.order_type not in types
+        ]
+        if unused:
+            reason = f"a {old.order_type.value} order has no {', '.join(unused)} to replace"
+            return [OrderRejected(client_order_id=new_id, ts_ns=ts_ns, reason=reason)]
+        changes: dict[str, object] = {"client_order_id": new_id, "ts_ns": ts_ns}
+        for name in ("quantity", "limit_price", "stop_price", "trail_price"):
+            if getattr(command, name) is not None:
+                changes[name] = getattr(command, name)
+        if command.trail_price is not None:
+            changes["trail_percent"] = None
+        result = self._check(dataclasses.replace(old.command, **changes))  # type: ignore[arg-type]
+        if isinstance(result, str):
+            return [OrderRejected(client_order_id=new_id, ts_ns=ts_ns, reason=result)]
+        if result.quantity <= old.filled:
+            reason = f"new quantity {result.quantity} must exceed the filled quantity {old.filled}"
+            return [OrderRejected(client_order_id=new_id, ts_ns=ts_ns, reason=reason)]
+        result.filled = old.filled
+        result.session_date = old.session_date
+        if result.stop_price == old.stop_price:
+            result.triggered = old.triggered
+        if (result.trail_price, result.trail_percent) == (old.trail_price, old.trail_percent):
+            result.watermark = old.watermark
+        self._finish(old)
+        replaced = OrderReplaced(client_order_id=old.client_order_id, new_client_order_id=new_id, ts_ns=ts_ns)
+        return [replaced, self._accept(result, ts_ns)]
+
+    # ------------------------------------------------------------------ matching
+    def _work(
+        self,
+        order: _Working,
+        prices: _Prices | None,
+        capacity: dict[object, Decimal | None],
+        key: object,
+        ts_ns: int,
+        events: list[OrderEvent],
+    ) -> None:
+        """Give one order its look at one bar or quote side, then end a one-shot order."""
+        if prices is None:
+            return
+        if prices.volume > 0:
+            match = _match(order, prices)
+            if match is not None:
+                self._fill(order, match, prices, capacity, key, ts_ns, events)
+        order.seen_price = True
+        reason = _ONE_SHOT.get(order.time_in_force)
+        if reason is not None and order.client_order_id in self._working:
+            events.append(self._cancel(order, ts_ns, reason))
+
+    def _fill(
+        self,
+        order: _Working,
+        match: _Match,
+        prices: _Prices,
+        capacity: dict[object, Decimal | None],
+        key: object,
+        ts_ns: int,
+        events: list[OrderEvent],
+    ) -> None:
+        price, slip, liquidity = match
+        if key not in capacity:
+            capacity[key] = self._initial_capacity(order.instrument, prices)
+        available = capacity[key]
+        quantity = order.leaves if available is None else min(order.leaves, available)
+        if quantity <= 0 or (order.time_in_force is TimeInForce.FOK and quantity < order.leaves):
+            return
+        if slip and not prices.from_quote:
+            price = self._slippage.apply(
+                order.instrument,
+                order.side,
+                price,
+                quantity,
+                prices.high,
+                prices.low,
+                prices.close,
+                prices.volume,
+            )
+        fee = self._fees.fee(
+            order.instrument, order.side, quantity, price, first_fill_of_order=order.filled == 0
+        )
+        self._trade_count += 1
+        events.append(
+            OrderFilled(
+                client_order_id=order.client_order_id,
+                venue_order_id=order.venue_order_id,
+                trade_id=TradeId(f"SIM-T{self._trade_count}"),
+                strategy_id=order.command.strategy_id,
+                symbol=order.command.symbol,
+                side=order.side,
+                last_quantity=quantity,
+                last_price=price,
+                fee=fee,
+                liquidity=liquidity,
+                ts_ns=ts_ns,
+            )
+        )
+        order.filled += quantity
+        if available is not None:
+            capacity[key] = available - quantity
+        if order.leaves <= 0:
+            self._finish(order)
+
+    def _initial_capacity(self, instrument: Instrument, prices: _Prices) -> Decimal | None:
+        """Quantity one bar (or one quote side) can fill across all orders; None for no cap."""
+        if prices.from_quote:
+            return instrument.round_quantity(prices.volume, "down")
+        if self._participation is None:
+            return None
+        whole = (self._participation * prices.volume).to_integral_value(rounding=ROUND_FLOOR)
+        return instrument.round_quantity(whole, "down")
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _cancel(self, order: _Working, ts_ns: int, reason: str) -> OrderCanceled:
+        self._finish(order)
+        return OrderCanceled(client_order_id=order.client_order_id, ts_ns=ts_ns, reason=reason)
+
+    def _finish(self, order: _Working) -> None:
+        del self._working[order.client_order_id]
+        self._finished.add(order.client_order_id)
+
+    def _expire_if_new_session(
+        self, order: _Working, day: date, ts_ns: int, events: list[OrderEvent]
+    ) -> bool:
+        """Start a DAY order's session, or expire it if ``day`` is a later session; True if expired."""
+        if order.time_in_force is not TimeInForce.DAY:
+            return False
+        if order.session_date is None:
+            order.session_date = day
+            return False
+        if day == order.session_date:
+            return False
+        self._finish(order)
+        events.append(
+            OrderExpired(client_order_id=order.client_order_id, ts_ns=ts_ns, reason="day order expired")
+        )
+        return True
+
+    def _symbol_index(self, symbols: tuple[str, ...]) -> dict[str, int]:
+        if symbols is not self._index_symbols:
+            self._index = {symbol: i for i, symbol in enumerate(symbols)}
+            self._index_symbols = symbols
+        return self._index
+
+    @staticmethod
+    def _fifo(orders: Iterable[_Working]) -> list[_Working]:
+        return sorted(orders, key=lambda order: (order.arrival_ts_ns, order.sequence))
+
+
+# ---------------------------------------------------------------------- pure matching rules
+
+
+def _match(order: _Working, p: _Prices) -> _Match | None:
+    """Return the price, whether slippage applies and the liquidity of a fill, or None.
+
+    Moves the order's stop trigger and trailing mark as a side effect.
+    """
+    buy = order.side is OrderSide.BUY
+    kind = order.order_type
+    if order.time_in_force in _AUCTION:
+        price = p.open if order.time_in_force is TimeInForce.OPG else p.close
+        if kind is OrderType.MARKET:
+            return price, True, _TAKER
+        return (price, False, _TAKER) if _limit_ok(buy, price, _limit(order)) else None
+    if kind is OrderType.MARKET:
+        return p.open, True, _TAKER
+    if kind is OrderType.LIMIT:
+        return _limit_fill(buy, _limit(order), p, _MAKER if order.seen_price else _TAKER)
+    if kind is OrderType.STOP_LIMIT:
+        return _stop_limit_fill(order, buy, p)
+    # stop or trailing stop: once triggered, the remainder is a market order
+    if order.triggered:
+        return p.open, True, _TAKER
+    stop = _stop(order) if kind is OrderType.STOP else _trailing_stop(order, p.open)
+    result: _Match | None = None
+    if _stop_hit(buy, p.open, stop):
+        result = (p.open, True, _TAKER)
+    elif _stop_hit(buy, p.high if buy else p.low, stop):
+        result = (stop, True, _TAKER)
+    if result is not None:
+        order.triggered = True
+    elif kind is OrderType.TRAILING_STOP and order.watermark is not None:
+        order.watermark = min(order.watermark, p.low) if buy else max(order.watermark, p.high)
+    return result
+
+
+def _stop_limit_fill(order: _Working, buy: bool, p: _Prices) -> _Match | None:
+    limit, stop = _limit(order), _stop(order)
+    if order.triggered:
+        return _limit_fill(buy, limit, p, _MAKER)
+    if _stop_hit(buy, p.open, stop):
+        order.triggered = True
+        return _limit_fill(buy, limit, p, _TAKER)
+    if not _stop_hit(buy, p.high if buy else p.low, stop):
+        return None
+    order.triggered = True
+    if _limit_ok(buy, stop, limit):
+        return stop, False, _TAKER
+    if _limit_ok(buy, p.low if buy else p.high, limit):
+        return limit, False, _MAKER
+    return None
+
+
+def _trailing_stop(order: _Working, first_open: Decimal) -> Decimal:
+    """Return a trailing stop's current stop price, starting its mark at ``first_open``."""
+    if order.watermark is None:
+        order.watermark = first_open
+    mark = order.watermark
+    sign = 1 if order.side is OrderSide.BUY else -1
+    if order.trail_price is not None:
+        raw = mark + sign * order.trail_price
+    else:
+        raw = mark * (1 + sign * _required(order.trail_percent, "trail_percent", order) / _HUNDRED)
+    return order.instrument.round_price(raw, "up" if sign > 0 else "down")
+
+
+def _required(value: Decimal | None, name: str, order: _Working) -> Decimal:
+    if value is None:  # submit validation makes this unreachable
+        raise ExecutionError(f"order {order.client_order_id}: {order.order_type.value} order without {name}")
+    return value
+
+
+def _limit(order: _Working) -> Decimal:
+    return _required(order.limit_price, "limit_price", order)
+
+
+def _stop(order: _Working) -> Decimal:
+    return _required(order.stop_price, "stop_price", order)
+
+
+def _limit_ok(buy: bool, price: Decimal, limit: Decimal) -> bool:
+    return price <= limit if buy else price >= limit
+
+
+def _stop_hit(buy: bool, price: Decimal, stop: Decimal) -> bool:
+    return price >= stop if buy else price <= stop
+
+
+def _limit_fill(buy: bool, limit: Decimal, p: _Prices, at_open: LiquiditySide) -> _Match | None:
+    """A limit order against a bar: the open if marketable, else the limit if the bar reaches it."""
+    if _limit_ok(buy, p.open, limit):
+        return p.open, False, at_open
+    if _limit_ok(buy, p.low if buy else p.high, limit):
+        return limit, False, _MAKER
+    return None
+
+
+def _bar_prices(batch: BarBatch, i: int) -> _Prices | None:
+    values = (batch.open[i], batch.high[i], batch.low[i], batch.close[i])
+    if not all(math.isfinite(v) for v in values) or values[0] <= 0:
+        return None
+    volume = float(batch.volume[i])
+    open_, high, low, close = (to_decimal(float(v)) for v in values)
+    return _Prices(open_, high, low, close, to_decimal(volume) if math.isfinite(volume) else _ZERO, False)
+
+
+def _quote_prices(price: float, size: float) -> _Prices | None:
+    if not math.isfinite(price) or price <= 0:
+        return None
+    volume = to_decimal(float(size)) if math.isfinite(size) and size > 0 else _ZERO
+    value = to_decimal(float(price))
+    return _Prices(value, value, value, value, volume, True)
+
+
+def _as_decimal(value: object) -> Decimal | None:
+    """Return ``value`` as a finite Decimal, or None if it is not a finite number."""
+    try:
+        return to_decimal(value)  # type: ignore[arg-type]
+    except (AmcpError, TypeError, ValueError, ArithmeticError):
+        return None
+
+
+def _new_york_date(ts_ns: int) -> date:
+    """Return the America/New_York calendar date of a UTC timestamp (US DST rules since 1987)."""
+    utc = datetime(1970, 1, 1) + timedelta(microseconds=ts_ns // 1000)
+    year = utc.year
+    if year >= 2007:  # second Sunday of March to first Sunday of November, 2:00 local
+        start, end = _nth_sunday(year, 3, 2), _nth_sunday(year, 11, 1)
+    else:  # first Sunday of April to last Sunday of October
+        start, end = _nth_sunday(year, 4, 1), _nth_sunday(year, 10, 5)
+    dst = start + timedelta(hours=7) <= utc < end + timedelta(hours=6)
+    return (utc - timedelta(hours=4 if dst else 5)).date()
+
+
+def _nth_sunday(year: int, month: int, n: int) -> datetime:
+    """Midnight of the n-th Sunday of a month (n=5 means the last one)."""
+    first = datetime(year, month, 1)
+    day = first + timedelta(days=(6 - first.weekday()) % 7 + 7 * (n - 1))
+    while day.month != month:
+        day -= timedelta(days=7)
+    return day
