@@ -16,7 +16,13 @@ duplicate           another row has the same (symbol, date) later in the      dr
 bad_price           open, high, low or close is NaN or ``<= 0``               drop the row
 ohlc_inconsistent   ``high < low`` or ``high < max(open, close)`` or          ``high = max(o,h,l,c)``,
                     ``low > min(open, close)``                                ``low = min(o,h,l,c)``
+                                                                              (after any bad print
+                                                                              is fixed, see below)
 high_below_low      ``high < low`` (a subset of ``ohlc_inconsistent``)        as above
+bad_print           in an inconsistent row, one of o/h/l/c is more than      clamp that field into
+                    ``BAD_PRINT_FACTOR`` (2×) away from the median of the     the range of the other
+                    other three — a shifted decimal, not a real trade        three
+                    (a subset of ``ohlc_inconsistent``)
 bad_volume          volume negative or NaN                                    set to 0
 outlier_return      ``|close_t / close_{t-1} - 1| > max_abs_return`` between  none: reported only
                     consecutive rows of one symbol (after the fixes above)
@@ -47,6 +53,7 @@ DEFECT_KINDS: tuple[str, ...] = (
     "bad_price",
     "ohlc_inconsistent",
     "high_below_low",
+    "bad_print",
     "bad_volume",
     "outlier_return",
 )
@@ -61,6 +68,7 @@ _ACTIONS: dict[str, str] = {
     "bad_price": "dropped",
     "ohlc_inconsistent": "repaired",
     "high_below_low": "repaired",
+    "bad_print": "clamped",
     "bad_volume": "set to 0",
     "outlier_return": "reported",
 }
@@ -234,12 +242,13 @@ def check_quality(
         high_below_low = kept & (h < l)
         masks["ohlc_inconsistent"] = kept & ((h < l) | (h < body_high) | (l > body_low))
         masks["high_below_low"] = high_below_low
+        masks["bad_print"] = masks["ohlc_inconsistent"] & _bad_print_fields(o, h, l, c).any(axis=0)
         masks["bad_volume"] = kept & ~(v >= 0)
 
     examples: list[dict[str, Any]] = []
     shown: set[int] = set()
     for kind, mask in masks.items():
-        if kind == "high_below_low":  # a subset of ohlc_inconsistent: skip rows shown there
+        if kind in ("high_below_low", "bad_print"):  # subsets of ohlc_inconsistent: skip rows shown there
             mask = mask & ~_mask_of(shown, rows_in)
         for i in np.flatnonzero(mask)[:max_examples_per_kind].tolist():
             examples.append(_example(kind, rows, i))
@@ -312,19 +321,46 @@ def _sorted(rows: BarRows) -> BarRows:
     return rows.take(np.lexsort((day, sym)))  # lexsort is stable: equal keys keep input order
 
 
+BAD_PRINT_FACTOR = 2.0
+"""A field more than this factor above or below the median of the row's other three prices is a
+bad print (a shifted decimal point, as in the shared data's EIX close of 3.64 in a 36 bar)."""
+
+
+def _bad_print_fields(o: FloatArray, h: FloatArray, l: FloatArray, c: FloatArray) -> BoolArray:
+    """Boolean (4, n): which of open/high/low/close is a lone gross outlier in its row."""
+    prices = np.stack([o, h, l, c])
+    flags = np.zeros(prices.shape, dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for k in range(4):
+            others = np.median(np.delete(prices, k, axis=0), axis=0)
+            ratio = prices[k] / others
+            flags[k] = (ratio > BAD_PRINT_FACTOR) | (ratio < 1.0 / BAD_PRINT_FACTOR)
+    # Only a single outlier field is a bad print; two or more off means the row itself is unknowable.
+    flags &= flags.sum(axis=0) == 1
+    return flags
+
+
 def _repaired(rows: BarRows, ohlc_bad: BoolArray, volume_bad: BoolArray) -> BarRows:
     if not ohlc_bad.any() and not volume_bad.any():
         return rows
-    high, low, volume = rows.high, rows.low, rows.volume
+    open_, high, low, close, volume = rows.open, rows.high, rows.low, rows.close, rows.volume
     if ohlc_bad.any():
         bad = np.flatnonzero(ohlc_bad)
-        stacked = np.stack([rows.open[bad], rows.high[bad], rows.low[bad], rows.close[bad]])
-        high, low = rows.high.copy(), rows.low.copy()
+        stacked = np.stack([open_[bad], high[bad], low[bad], close[bad]])
+        # 1. A lone gross outlier field is clamped into the range of the other three.
+        flags = _bad_print_fields(*stacked)
+        for k in range(4):
+            others = np.delete(stacked, k, axis=0)
+            clamped = np.clip(stacked[k], others.min(axis=0), others.max(axis=0))
+            stacked[k] = np.where(flags[k], clamped, stacked[k])
+        # 2. Then high and low are widened to contain open and close.
+        open_, high, low, close = open_.copy(), high.copy(), low.copy(), close.copy()
+        open_[bad], close[bad] = stacked[0], stacked[3]
         high[bad] = stacked.max(axis=0)
         low[bad] = stacked.min(axis=0)
     if volume_bad.any():
         volume = np.where(volume_bad, 0.0, rows.volume)
-    return BarRows(rows.symbols, rows.symbol_index, rows.day, rows.open, high, low, rows.close, volume)
+    return BarRows(rows.symbols, rows.symbol_index, rows.day, open_, high, low, close, volume)
 
 
 def _example(kind: str, rows: BarRows, i: int) -> dict[str, Any]:

@@ -49,17 +49,54 @@ def test_clean_rows_pass_unchanged() -> None:
     assert report.summary_line().endswith("clean")
 
 
-def test_high_below_low_is_repaired_to_the_row_extremes() -> None:
-    rows = _rows(CLEAN + [("BBB", "2020-01-03", 20.5, 2.05, 20.0, 20.4, 100.0)])
+def test_swapped_high_and_low_are_repaired_to_the_row_extremes() -> None:
+    rows = _rows(CLEAN + [("BBB", "2020-01-03", 20.3, 20.1, 20.6, 20.4, 100.0)])
 
     out, report = check_quality(rows)
 
     assert report.counts["ohlc_inconsistent"] == 1
     assert report.counts["high_below_low"] == 1
+    assert report.counts["bad_print"] == 0
     assert report.by_symbol == {"BBB": {"ohlc_inconsistent": 1, "high_below_low": 1}}
     last = len(out) - 1
-    assert out.high[last] == 20.5 and out.low[last] == 2.05
-    assert report.examples[0]["high"] == 2.05  # examples show values as found
+    assert out.high[last] == 20.6 and out.low[last] == 20.1
+    assert report.examples[0]["high"] == 20.1  # examples show values as found
+
+
+def test_shifted_decimal_high_is_a_bad_print_clamped_not_widened() -> None:
+    # BEN in the shared data: a high printed a digit short makes high < low.
+    rows = _rows(CLEAN + [("BBB", "2020-01-03", 20.5, 2.05, 20.0, 20.4, 100.0)])
+
+    out, report = check_quality(rows)
+
+    assert report.counts["bad_print"] == 1 and report.counts["high_below_low"] == 1
+    last = len(out) - 1
+    assert out.high[last] == 20.5 and out.low[last] == 20.0  # not 2.05: the bar keeps its real range
+
+
+def test_shifted_decimal_close_is_clamped_and_leaves_no_false_move() -> None:
+    # EIX in the shared data: close 3.6366 in a bar trading around 36.
+    rows = _rows(
+        [
+            ("EIX", "2012-03-21", 36.0, 36.4, 35.9, 36.2, 100.0),
+            ("EIX", "2012-03-22", 36.029, 36.424, 35.936, 3.6366, 100.0),
+            ("EIX", "2012-03-23", 36.303, 36.45, 36.269, 36.347, 100.0),
+        ]
+    )
+
+    out, report = check_quality(rows)
+
+    assert report.counts["bad_print"] == 1
+    assert out.close[1] == 35.936 and out.low[1] == 35.936
+    assert report.counts["outlier_return"] == 0
+
+
+def test_row_with_several_wild_fields_is_not_called_a_bad_print() -> None:
+    rows = _rows(CLEAN + [("BBB", "2020-01-03", 20.5, 2.05, 200.0, 20.4, 100.0)])
+
+    _, report = check_quality(rows)
+
+    assert report.counts["ohlc_inconsistent"] == 1 and report.counts["bad_print"] == 0
 
 
 def test_close_outside_the_range_is_inconsistent() -> None:
