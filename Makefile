@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not ray"
 
 bench: $(STAMP)
-	@set -e; for f in benchmarks/*.py; do echo "# $$f" >&2; $(PY) $$f; done
+	@set -e; for f in benchmarks/[!_]*.py; do echo "# $$f" >&2; $(PY) $$f; done
 
 clean-venv:
 	rm -rf $(VENV)
