@@ -25,6 +25,8 @@ def parse_args(description: str, default_config: str, argv: list[str] | None = N
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default=default_config, help=f"YAML config file (default: {default_config})")
     parser.add_argument("--run-id", default=None, help="run id (default: <run.name>-<UTC timestamp>)")
+    parser.add_argument("--output-dir", default=None,
+                        help="folder for run folders, overriding run.output_dir (use an absolute path under ray job submit)")
     parser.add_argument("--max-cycles", type=int, default=None, help="stop after this many cycles (a short slice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or table: only the JSON summary")
     return parser.parse_args(argv)
@@ -49,8 +51,12 @@ def new_run_id(name: str) -> str:
     return f"{name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}"
 
 
-def load_config_and_data(path: str, model: type[ConfigT]) -> tuple[ConfigT, BarPanel, QualityReport]:
+def load_config_and_data(
+    path: str, model: type[ConfigT], output_dir: str | None = None
+) -> tuple[ConfigT, BarPanel, QualityReport]:
     config = load_config(path, model)  # type: ignore[type-var]
+    if output_dir:
+        config = config.model_copy(update={"run": config.run.model_copy(update={"output_dir": output_dir})})  # type: ignore[attr-defined]
     panel, quality = load_daily_bars(config.data)  # type: ignore[attr-defined]
     return config, panel, quality
 

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args("Run the event-driven backtest.", "configs/backtest.yaml", argv)
 
     def job() -> int:
-        config, panel, quality = load_config_and_data(args.config, BacktestConfig)
+        config, panel, quality = load_config_and_data(args.config, BacktestConfig, args.output_dir)
         if args.max_cycles:
             panel = panel.slice(0, args.max_cycles)
         print(f"data: {quality.summary_line()}", file=sys.stderr)

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         from actors.orchestrator import get_or_create_orchestrator
         from amcp.engine.recorder import RunRecorder
 
-        config, panel, quality = load_config_and_data(args.config, TradeConfig)
+        config, panel, quality = load_config_and_data(args.config, TradeConfig, args.output_dir)
         if args.max_cycles:
             panel = panel.slice(0, args.max_cycles)
         print(f"data: {quality.summary_line()}", file=sys.stderr)
