@@ -18,7 +18,6 @@ from amcp.errors import DataError
 
 REPO = Path(__file__).resolve().parents[3]
 SAMPLE = REPO / "data" / "sample" / "daily_bars.parquet"
-SHARED = REPO.parent / "shared" / "data" / "us_equities_daily.parquet"
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:
@@ -384,11 +383,10 @@ def test_bundled_sample_loads_and_reports_its_real_defects() -> None:
     assert SAMPLE.stat().st_size < 2_000_000
 
 
-@pytest.mark.skipif(not SHARED.is_file(), reason=f"shared data set not present at {SHARED}")
-def test_full_shared_file_is_repaired_clean() -> None:
+def test_full_shared_file_is_repaired_clean(shared_daily: Path) -> None:
     # Arrange: the expected defect counts, computed independently with pandas.
     columns = ["symbol", "date", "open", "high", "low", "close", "volume"]
-    raw = pq.read_table(SHARED, columns=columns, read_dictionary=["symbol"]).to_pandas(date_as_object=False)
+    raw = pq.read_table(shared_daily, columns=columns, read_dictionary=["symbol"]).to_pandas(date_as_object=False)
     o, h, l, c = (raw[k] for k in ("open", "high", "low", "close"))
     priced = (o > 0) & (h > 0) & (l > 0) & (c > 0)
     inconsistent = priced & ((h < l) | (h < np.maximum(o, c)) | (l > np.minimum(o, c)))
@@ -397,7 +395,7 @@ def test_full_shared_file_is_repaired_clean() -> None:
     moves = kept.groupby("symbol", observed=True)["close"].pct_change()
 
     # Act
-    panel, report = load_daily_bars(DataConfig(path=str(SHARED)))
+    panel, report = load_daily_bars(DataConfig(path=str(shared_daily)))
 
     # Assert: every defect found and the panel clean.
     assert report.rows_in == len(raw) == 3_797_457

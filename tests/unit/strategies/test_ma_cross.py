@@ -29,7 +29,7 @@ from amcp.domain import (
 )
 from amcp.strategies.ma_cross import MovingAverageCross
 
-bt = pytest.importorskip("backtrader", reason="backtrader is the oracle for CrossOver")
+import backtrader as bt  # noqa: E402 - the oracle for CrossOver (a pinned dev dependency)
 
 
 def config(fast: int = 3, slow: int = 7, quantity: int = 100) -> MovingAverageCrossConfig:
