@@ -112,20 +112,28 @@ class BarPanel:
         t = len(self)
         if not -t <= i < t:
             raise IndexError(f"bar index {i} out of range for a panel of {t} sessions")
-        return BarBatch(
-            int(self.ts_ns[i]),
-            self.symbols,
-            self.open[i],
-            self.high[i],
-            self.low[i],
-            self.close[i],
-            self.volume[i],
-        )
+        return self._row(i, int(self.ts_ns[i]))
 
     def batches(self, start: int = 0, stop: int | None = None) -> Iterator[BarBatch]:
         """Yield the batches of sessions ``start`` to ``stop`` (exclusive), in time order."""
-        for i in range(*slice(start, stop).indices(len(self))):
-            yield self.batch(i)
+        rows = slice(*slice(start, stop).indices(len(self))[:2])
+        symbols, make = self.symbols, BarBatch.from_checked_arrays
+        # The panel checked every array's shape, so its rows need no second check.
+        for ts_ns, open_, high, low, close, volume in zip(
+            self.ts_ns[rows].tolist(),
+            self.open[rows],
+            self.high[rows],
+            self.low[rows],
+            self.close[rows],
+            self.volume[rows],
+        ):
+            yield make(ts_ns, symbols, open_, high, low, close, volume)
+
+    def _row(self, i: int, ts_ns: int) -> BarBatch:
+        # The panel checked every array's shape, so its rows need no second check.
+        return BarBatch.from_checked_arrays(
+            ts_ns, self.symbols, self.open[i], self.high[i], self.low[i], self.close[i], self.volume[i]
+        )
 
     def slice(self, start: int | None, stop: int | None) -> BarPanel:
         """Return sessions ``start`` to ``stop`` (exclusive, Python slice rules) as a panel of views."""

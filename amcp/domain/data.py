@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from amcp._typing import FloatArray
+from amcp.domain._fast_init import unchecked_constructor
 from amcp.errors import DataError
 
 
@@ -59,10 +60,32 @@ class BarBatch:
             if not isinstance(arr, np.ndarray) or arr.shape != (n,):
                 raise DataError(f"BarBatch.{name} must be an array of shape ({n},), got {getattr(arr, 'shape', arr)}")
 
+    @classmethod
+    def from_checked_arrays(
+        cls,
+        ts_ns: int,
+        symbols: tuple[str, ...],
+        open: FloatArray,  # noqa: A002 - the field's name
+        high: FloatArray,
+        low: FloatArray,
+        close: FloatArray,
+        volume: FloatArray,
+    ) -> BarBatch:
+        """Build a batch from arrays already known to have shape ``(len(symbols),)``, unchecked.
+
+        For the rows of a :class:`~amcp.data.bars.BarPanel`, whose shapes the panel checked.
+        """
+        return _build_unchecked(ts_ns, symbols, open, high, low, close, volume)
+
     @property
     def present(self) -> np.ndarray:
         """Boolean mask of symbols that have a bar in this batch."""
         return ~np.isnan(self.close)
+
+    @property
+    def bar_count(self) -> int:
+        """How many symbols have a bar in this batch (``present.sum()``)."""
+        return self.close.size - int(np.count_nonzero(np.isnan(self.close)))
 
     def bar(self, index: int) -> Bar | None:
         """Return symbol ``index``'s bar, or ``None`` if it has none at this timestamp."""
@@ -77,3 +100,6 @@ class BarBatch:
             float(self.close[index]),
             float(self.volume[index]),
         )
+
+
+_build_unchecked = unchecked_constructor(BarBatch)

@@ -22,7 +22,7 @@ class OrderSide(str, Enum):
     @property
     def sign(self) -> int:
         """+1 for a buy, -1 for a sell."""
-        return 1 if self is OrderSide.BUY else -1
+        return 1 if self._value_ == "buy" else -1
 
     @property
     def opposite(self) -> OrderSide:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Self
 
 from amcp.errors import DomainError
 
+_MAX_LENGTH = 128
+_BLAKE2B_4 = hashlib.blake2b(digest_size=4)  # empty; only ever copied, never updated
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9._:\-/ ]{1,128}$")
 
 
@@ -27,6 +30,15 @@ class _Identifier(str):
                 f"(got {value!r})"
             )
         return super().__new__(cls, value)
+
+    @classmethod
+    def _from_checked_parts(cls, value: str) -> Self:
+        """Wrap an id amcp composed itself from parts already known to be valid, unchecked.
+
+        Only for values built from a validated id, integers, ``-`` and hex digits (all in the
+        allowed alphabet) and no longer than 128 characters: the pattern check could not fail.
+        """
+        return str.__new__(cls, value)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str.__repr__(self)})"
@@ -71,7 +83,15 @@ def derive_client_order_id(strategy_id: str, ts_ns: int, sequence: int, symbol: 
     Returns:
         An id of the form ``<strategy>-<ts>-<seq>-<8 hex digest>``.
     """
-    digest = hashlib.blake2b(
-        f"{strategy_id}|{ts_ns}|{sequence}|{symbol}".encode(), digest_size=4
-    ).hexdigest()
-    return ClientOrderId(f"{strategy_id}-{ts_ns}-{sequence}-{digest}")
+    hasher = _BLAKE2B_4.copy()  # the same as hashlib.blake2b(data, digest_size=4), set up once
+    hasher.update(f"{strategy_id}|{ts_ns}|{sequence}|{symbol}".encode())
+    digest = hasher.hexdigest()
+    value = f"{strategy_id}-{ts_ns}-{sequence}-{digest}"
+    if (
+        type(strategy_id) is StrategyId  # validated when built: only allowed characters
+        and type(ts_ns) is int
+        and type(sequence) is int
+        and len(value) <= _MAX_LENGTH
+    ):
+        return ClientOrderId._from_checked_parts(value)
+    return ClientOrderId(value)

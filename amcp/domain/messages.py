@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from amcp.domain._fast_init import fast_init
 from amcp.domain.enums import (
     DenyReason,
     LiquiditySide,
@@ -26,6 +27,7 @@ from amcp.domain.identifiers import ClientOrderId, StrategyId, TradeId, VenueOrd
 # --------------------------------------------------------------------------- intents
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderIntent:
     """A strategy's wish to trade an explicit quantity."""
@@ -44,6 +46,7 @@ class OrderIntent:
     tag: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TargetWeight:
     """A strategy's wish to hold ``weight`` × its capital in ``symbol`` (negative = short)."""
@@ -59,6 +62,7 @@ Intent = OrderIntent | TargetWeight
 # --------------------------------------------------------------------------- commands
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubmitOrder:
     """Submit a new order. ``client_order_id`` is derived from the intent, so it is stable."""
@@ -79,6 +83,7 @@ class SubmitOrder:
     tag: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelOrder:
     client_order_id: ClientOrderId
@@ -86,6 +91,7 @@ class CancelOrder:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplaceOrder:
     """Replace a working order with a new one (Alpaca PATCH): new id, new quantity or prices."""
@@ -99,6 +105,7 @@ class ReplaceOrder:
     trail_price: Decimal | None = None
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelAllOrders:
     ts_ns: int
@@ -110,6 +117,7 @@ Command = SubmitOrder | CancelOrder | ReplaceOrder | CancelAllOrders
 # --------------------------------------------------------------------------- order events
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderDenied:
     """Pre-trade risk refused the order; it never left the process."""
@@ -122,6 +130,7 @@ class OrderDenied:
     symbol: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderSubmitted:
     """The order was sent to the venue (status pending_new)."""
@@ -130,6 +139,7 @@ class OrderSubmitted:
     ts_ns: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderAccepted:
     """The venue acknowledged the order (status new)."""
@@ -139,6 +149,7 @@ class OrderAccepted:
     ts_ns: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderRejected:
     """The venue refused the order."""
@@ -148,6 +159,7 @@ class OrderRejected:
     reason: str
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderFilled:
     """One execution against the order. ``fee`` is in USD and already rounded to the cent."""
@@ -165,6 +177,7 @@ class OrderFilled:
     ts_ns: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderCanceled:
     client_order_id: ClientOrderId
@@ -172,6 +185,7 @@ class OrderCanceled:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderExpired:
     """Time in force ran out (day at the close, ioc/fok/opg/cls after their chance)."""
@@ -181,6 +195,7 @@ class OrderExpired:
     reason: str = ""
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderReplaced:
     """The order was replaced by ``new_client_order_id`` (the old one ends as replaced)."""
@@ -190,6 +205,7 @@ class OrderReplaced:
     ts_ns: int
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderStatusChanged:
     """Any other broker status change (pending_cancel, done_for_day, held, stopped, …)."""
@@ -215,6 +231,7 @@ OrderEvent = (
 # --------------------------------------------------------------------------- system events
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TradingStateChanged:
     previous: TradingState

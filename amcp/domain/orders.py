@@ -29,9 +29,15 @@ from amcp.domain.messages import (
 from amcp.errors import DomainError, InvalidTransitionError
 
 S = OrderStatus
+_ZERO = Decimal(0)
 
 _FILLS: Final = {S.PARTIALLY_FILLED, S.FILLED}
 _END: Final = {S.CANCELED, S.EXPIRED}
+_NEEDS_LIMIT: Final = (OrderType.LIMIT, OrderType.STOP_LIMIT)
+_NEEDS_STOP: Final = (OrderType.STOP, OrderType.STOP_LIMIT)
+_TRAILING_STOP: Final = OrderType.TRAILING_STOP
+_INITIALIZED, _FILLED, _PARTIALLY_FILLED = S.INITIALIZED, S.FILLED, S.PARTIALLY_FILLED
+_PENDING_NEW, _NEW = S.PENDING_NEW, S.NEW
 
 #: status -> statuses it may move to.
 TRANSITIONS: Final[dict[OrderStatus, frozenset[OrderStatus]]] = {
@@ -112,29 +118,26 @@ class Order:
     )
 
     def __init__(self, command: SubmitOrder) -> None:
-        if not isinstance(command.quantity, Decimal) or command.quantity <= 0:
+        if not isinstance(command.quantity, Decimal) or command.quantity <= _ZERO:
             raise DomainError(f"order {command.client_order_id}: quantity must be > 0, got {command.quantity!r}")
-        needs_limit = command.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
-        needs_stop = command.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
-        if needs_limit and command.limit_price is None:
+        order_type = command.order_type
+        if command.limit_price is None and order_type in _NEEDS_LIMIT:
             raise DomainError(f"order {command.client_order_id}: a {command.order_type.value} order needs limit_price")
-        if needs_stop and command.stop_price is None:
+        if command.stop_price is None and order_type in _NEEDS_STOP:
             raise DomainError(f"order {command.client_order_id}: a {command.order_type.value} order needs stop_price")
-        if command.order_type is OrderType.TRAILING_STOP and (command.trail_price is None) == (
-            command.trail_percent is None
-        ):
+        if order_type is _TRAILING_STOP and (command.trail_price is None) == (command.trail_percent is None):
             raise DomainError(
                 f"order {command.client_order_id}: a trailing_stop order needs exactly one of trail_price, trail_percent"
             )
         self.command = command
-        self.status = OrderStatus.INITIALIZED
-        self.filled_quantity = Decimal(0)
+        self.status = _INITIALIZED
+        self.filled_quantity = _ZERO
         self.average_fill_price: Decimal | None = None
         self.venue_order_id: VenueOrderId | None = None
-        self.fees = Decimal(0)
-        self.status_history: list[OrderStatus] = [OrderStatus.INITIALIZED]
+        self.fees = _ZERO
+        self.status_history: list[OrderStatus] = [_INITIALIZED]
         self.replaced_by: ClientOrderId | None = None
-        self._notional = Decimal(0)
+        self._notional = _ZERO
 
     # ------------------------------------------------------------------ views
     @property
@@ -195,17 +198,18 @@ class Order:
             InvalidTransitionError: if the event implies a transition the table forbids.
             DomainError: if the event is for another order, or a fill would overfill.
         """
-        if event.client_order_id != self.client_order_id:
+        if event.client_order_id != self.command.client_order_id:
             raise DomainError(f"event for {event.client_order_id} applied to order {self.client_order_id}")
+        # The event types are unrelated classes: the order of the tests (most frequent first) is free.
         if isinstance(event, OrderFilled):
             self._apply_fill(event)
+        elif isinstance(event, OrderAccepted):
+            self._move(_NEW)
+            self.venue_order_id = event.venue_order_id
+        elif isinstance(event, OrderSubmitted):
+            self._move(_PENDING_NEW)
         elif isinstance(event, OrderDenied):
             self._move(S.DENIED)
-        elif isinstance(event, OrderSubmitted):
-            self._move(S.PENDING_NEW)
-        elif isinstance(event, OrderAccepted):
-            self._move(S.NEW)
-            self.venue_order_id = event.venue_order_id
         elif isinstance(event, OrderRejected):
             self._move(S.REJECTED)
         elif isinstance(event, OrderCanceled):
@@ -228,18 +232,20 @@ class Order:
                 f"order {self.client_order_id}: fill quantity and price must be > 0, "
                 f"got {fill.last_quantity} @ {fill.last_price}"
             )
-        if fill.side is not self.side or fill.symbol != self.symbol:
+        command = self.command
+        if fill.side is not command.side or fill.symbol != command.symbol:
             raise DomainError(
                 f"order {self.client_order_id}: fill {fill.side.value} {fill.symbol} does not match "
                 f"order {self.side.value} {self.symbol}"
             )
+        quantity = command.quantity
         total = self.filled_quantity + fill.last_quantity
-        if total > self.quantity:
+        if total > quantity:
             raise DomainError(
                 f"order {self.client_order_id}: overfill, {self.filled_quantity} filled + {fill.last_quantity} "
                 f"> order quantity {self.quantity}"
             )
-        self._move(S.FILLED if total == self.quantity else S.PARTIALLY_FILLED)
+        self._move(_FILLED if total == quantity else _PARTIALLY_FILLED)
         self._notional += fill.last_quantity * fill.last_price
         self.filled_quantity = total
         self.average_fill_price = self._notional / total

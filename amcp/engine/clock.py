@@ -10,7 +10,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 def session_date(ts_ns: int) -> date:
     """Return the New York calendar date of a UTC nanosecond timestamp."""
-    return datetime.fromtimestamp(ts_ns / 1e9, tz=timezone.utc).astimezone(NEW_YORK).date()
+    return datetime.fromtimestamp(ts_ns / 1e9, tz=NEW_YORK).date()
 
 
 def iso_utc(ts_ns: int) -> str:

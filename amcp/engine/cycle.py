@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Sequence
 
+from amcp.domain._fast_init import keyword_constructor
 from amcp.domain.data import BarBatch
 from amcp.domain.enums import TradingState
 from amcp.domain.messages import (
@@ -34,6 +35,9 @@ from amcp.engine.clock import session_date
 from amcp.engine.invoker import Invoker
 from amcp.portfolio.snapshot import PortfolioSnapshot
 from amcp.risk.engine import RiskContext
+
+# RiskContext(...) for the hot path: the same object, without the class-call overhead.
+_new_risk_context = keyword_constructor(RiskContext)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,29 +139,35 @@ class TradingKernel:
             gather([(group, "on_fills", (fills,)) for group in plane.strategies])
         # 5: trading state.
         open_commands, pending = call(plane.oms, "book_view")
-        context = RiskContext(ts_ns=ts, portfolio=snapshot, open_orders=open_commands, session_date=today)
+        context = _new_risk_context(ts_ns=ts, portfolio=snapshot, open_orders=open_commands, session_date=today)
         changes: list[TradingStateChanged] = call(plane.risk, "update", context)
-        log.extend(changes)
         canceled = 0
-        if self._track(changes):
-            cancel_log, canceled = self._cancel_all(ts, "trading halted: " + changes[-1].reason, cycle)
-            log.extend(cancel_log)
-            open_commands, pending = call(plane.oms, "book_view")
-            context = RiskContext(ts_ns=ts, portfolio=snapshot, open_orders=open_commands, session_date=today)
+        if changes:
+            log.extend(changes)
+            if self._track(changes):
+                cancel_log, canceled = self._cancel_all(ts, "trading halted: " + changes[-1].reason, cycle)
+                log.extend(cancel_log)
+                open_commands, pending = call(plane.oms, "book_view")
+                context = RiskContext(ts_ns=ts, portfolio=snapshot, open_orders=open_commands, session_date=today)
         # 6: strategies.
         intent_lists = gather([(group, "on_bars", (batch,)) for group in plane.strategies])
         intents = [intent for group_intents in intent_lists for intent in group_intents]
+        # Positional (no keyword dict on the hot path): cycle, ts_ns, equity, cash, gross_exposure,
+        # bars, orders_submitted, fills, denials, state_changes, closed_trade_pnls, canceled.
+        # The lists are fresh from their components, which keep no reference to them.
         report = CycleReport(
-            cycle=cycle,
-            ts_ns=ts,
-            equity=float(snapshot.equity),
-            cash=float(snapshot.cash),
-            gross_exposure=float(snapshot.gross_exposure),
-            bars=int(batch.present.sum()),
-            fills=fills,
-            state_changes=list(changes),
-            closed_trade_pnls=closed,
-            canceled=canceled,
+            cycle,
+            ts,
+            float(snapshot.equity),
+            float(snapshot.cash),
+            float(snapshot.gross_exposure),
+            batch.bar_count,
+            0,
+            fills,
+            [],
+            changes,
+            closed,
+            canceled,
         )
         # 7-9: size, check, record, send.
         if intents:
@@ -165,15 +175,17 @@ class TradingKernel:
             if commands:
                 accepted, denied = call(plane.risk, "check", commands, context)
                 submitted = call(plane.oms, "process_decisions", commands, accepted, denied, ts)
-                self._journal([*log, *commands, *denied, *submitted], cycle)
+                if plane.journal is not None:
+                    self._journal([*log, *commands, *denied, *submitted], cycle)
                 log = []
                 if accepted:
                     acks = call(plane.broker, "submit", accepted, ts)
                     call(plane.oms, "apply", acks)
                     log.extend(acks)
-                report.denials = list(denied)
+                report.denials = denied
                 report.orders_submitted = len(accepted)
-        self._journal(log, cycle)
+        if log:
+            self._journal(log, cycle)
         self.cycles_done = cycle + 1
         return report
 

@@ -26,10 +26,14 @@ from amcp.domain.objects import CENT, round_to_increment
 
 _ZERO = Decimal(0)
 _MILLION = Decimal(1_000_000)
+_ZERO_CENTS = Decimal("0.00")
+_NEGATIVE_ZERO_CENTS = Decimal("-0.00")
 
 
 def ceil_cent(amount: Decimal) -> Decimal:
     """Round a USD amount up to the next whole cent."""
+    if not amount:  # the common zero fee: what rounding gives, sign of zero included
+        return _NEGATIVE_ZERO_CENTS if amount.is_signed() else _ZERO_CENTS
     return round_to_increment(amount, CENT, "up")
 
 
@@ -60,14 +64,15 @@ class AlpacaFeeModel(FeeConfig):
                 commission is charged once).
         """
         total = self.commission_per_order_usd if first_fill_of_order else _ZERO
-        notional = quantity * price * instrument.multiplier
         is_sell = side is OrderSide.SELL
         if instrument.asset_class is AssetClass.US_OPTION:
             total += ceil_cent(quantity * self.option_fee_per_contract_usd)
             if is_sell:
                 total += ceil_cent(quantity * self.option_taf_per_contract_usd)
+                notional = quantity * price * instrument.multiplier
                 total += ceil_cent(notional * self.sec_fee_per_million_usd / _MILLION)
         elif is_sell:
+            notional = quantity * price * instrument.multiplier
             total += ceil_cent(notional * self.sec_fee_per_million_usd / _MILLION)
             total += min(ceil_cent(quantity * self.finra_taf_per_share_usd), self.finra_taf_max_usd)
         return ceil_cent(total)

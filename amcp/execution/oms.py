@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable, Sequence
 
+from amcp.domain._fast_init import keyword_constructor
 from amcp.domain.identifiers import ClientOrderId
 from amcp.domain.messages import (
     CancelOrder,
@@ -23,6 +24,10 @@ from amcp.domain.messages import (
 )
 from amcp.domain.orders import Order
 from amcp.errors import DomainError, ExecutionError
+
+
+# OrderSubmitted(...) for the hot path: the same event, without the class-call overhead.
+_new_submitted = keyword_constructor(OrderSubmitted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,8 @@ class OrderManager:
     def pending_quantities(self) -> dict[tuple[str, str], Decimal]:
         """Signed unfilled quantity of working orders per (strategy id, symbol)."""
         pending: dict[tuple[str, str], Decimal] = {}
+        if not self._working:
+            return pending
         for order in self._working.values():
             key = (str(order.command.strategy_id), order.symbol)
             pending[key] = pending.get(key, Decimal(0)) + order.side.sign * order.leaves_quantity
@@ -110,9 +117,11 @@ class OrderManager:
         """Move registered orders to pending_new; returns the events to journal before sending."""
         events = []
         for command in commands:
-            event = OrderSubmitted(client_order_id=command.client_order_id, ts_ns=ts_ns)
-            self._orders[command.client_order_id].apply(event)
-            self._working[command.client_order_id] = self._orders[command.client_order_id]
+            client_order_id = command.client_order_id
+            event = _new_submitted(client_order_id=client_order_id, ts_ns=ts_ns)
+            order = self._orders[client_order_id]
+            order.apply(event)
+            self._working[client_order_id] = order
             events.append(event)
         return events
 
@@ -133,17 +142,17 @@ class OrderManager:
             if order is None:
                 self.anomalies.append(Anomaly(event, f"unknown client order id {event.client_order_id}"))
                 continue
-            if isinstance(event, OrderFilled):
-                if event.trade_id in self._trade_ids:
-                    continue
+            is_fill = isinstance(event, OrderFilled)
+            if is_fill and event.trade_id in self._trade_ids:
+                continue
             try:
                 order.apply(event)
             except DomainError as exc:
                 self.anomalies.append(Anomaly(event, str(exc)))
                 continue
-            if isinstance(event, OrderFilled):
+            if is_fill:
                 self._trade_ids.add(event.trade_id)
                 fills.append(event)
-            if order.is_terminal:
+            if order.status.is_terminal:
                 self._working.pop(order.client_order_id, None)
         return fills

@@ -39,6 +39,11 @@ class SlippageModel:
         self._fixed_fraction = to_decimal(config.bps) / _BPS
         self._coefficient = to_decimal(config.impact_coefficient)
 
+    @property
+    def is_zero(self) -> bool:
+        """Whether every fill keeps its raw price (model ``none``, or ``fixed_bps`` of 0 bps)."""
+        return self._model == "none" or (self._model == "fixed_bps" and not self._fixed_fraction)
+
     def impact_fraction(
         self, quantity: Decimal, high: Decimal, low: Decimal, close: Decimal, volume: Decimal
     ) -> Decimal:

@@ -61,12 +61,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from amcp.config import VenueConfig
+from amcp.domain._fast_init import keyword_constructor
 from amcp.domain.data import BarBatch, Quote
 from amcp.domain.enums import LiquiditySide, OrderSide, OrderType, TimeInForce
 from amcp.domain.identifiers import ClientOrderId, TradeId, VenueOrderId
@@ -99,21 +100,60 @@ _ONE_SHOT = {
 }
 _AUCTION = (TimeInForce.OPG, TimeInForce.CLS)
 _TAKER, _MAKER = LiquiditySide.TAKER, LiquiditySide.MAKER
+_BUY = OrderSide.BUY
+_DAY, _FOK, _OPG = TimeInForce.DAY, TimeInForce.FOK, TimeInForce.OPG
+_MARKET, _LIMIT, _STOP = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP
+_STOP_LIMIT, _TRAILING_STOP = OrderType.STOP_LIMIT, OrderType.TRAILING_STOP
 
 # price, slippage applies, liquidity
 _Match = tuple[Decimal, bool, LiquiditySide]
+_UNASSIGNED = VenueOrderId("SIM-0")  # a checked order's venue id until it is accepted
+# OrderAccepted(...) and OrderFilled(...) for the hot path: the same events, built faster.
+_new_accepted = keyword_constructor(OrderAccepted)
+_new_filled = keyword_constructor(OrderFilled)
 
 
-@dataclass(frozen=True, slots=True)
 class _Prices:
-    """What one order sees of one bar (or of one side of a quote, as a one-price bar)."""
+    """What one order sees of one bar (or of one side of a quote, as a one-price bar).
 
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    from_quote: bool
+    Built from floats, each an exact ``Decimal`` (the float's shortest repr): the open at once
+    (almost every order reads it), the others on first read. ``volume`` is 0 when the float
+    volume is not finite.
+    """
+
+    __slots__ = ("_decimals", "_floats", "from_quote", "open", "traded")
+
+    def __init__(
+        self, open_: float, high: float, low: float, close: float, volume: float, from_quote: bool
+    ) -> None:
+        finite_volume = math.isfinite(volume)
+        self.open = Decimal(repr(float(open_)))
+        self._floats = (open_, high, low, close, volume)
+        self._decimals: list[Decimal | None] = [self.open, None, None, None, None if finite_volume else _ZERO]
+        self.from_quote = from_quote
+        self.traded = finite_volume and volume > 0  # volume > 0: something traded
+
+    def _decimal(self, k: int) -> Decimal:
+        value = self._decimals[k]
+        if value is None:
+            value = self._decimals[k] = Decimal(repr(float(self._floats[k])))
+        return value
+
+    @property
+    def high(self) -> Decimal:
+        return self._decimal(1)
+
+    @property
+    def low(self) -> Decimal:
+        return self._decimal(2)
+
+    @property
+    def close(self) -> Decimal:
+        return self._decimal(3)
+
+    @property
+    def volume(self) -> Decimal:
+        return self._decimal(4)
 
 
 @dataclass(slots=True)
@@ -121,6 +161,7 @@ class _Working:
     """A working order and its matching state."""
 
     command: SubmitOrder
+    client_order_id: ClientOrderId  # the command's
     instrument: Instrument
     venue_order_id: VenueOrderId
     sequence: int
@@ -138,10 +179,6 @@ class _Working:
     watermark: Decimal | None = None
     session_date: date | None = None
     seen_price: bool = False
-
-    @property
-    def client_order_id(self) -> ClientOrderId:
-        return self.command.client_order_id
 
     @property
     def leaves(self) -> Decimal:
@@ -168,6 +205,7 @@ class SimulatedVenue:
         )
         self._fees = AlpacaFeeModel.from_config(config.fees)
         self._slippage = SlippageModel(config.slippage)
+        self._slips = not self._slippage.is_zero
         self._latency = LatencyModel(config.latency, config.seed)
         self._working: dict[str, _Working] = {}  # insertion order = submission order
         self._finished: set[str] = set()
@@ -175,6 +213,8 @@ class SimulatedVenue:
         self._trade_count = 0
         self._index_symbols: tuple[str, ...] | None = None
         self._index: dict[str, int] = {}
+        self._instruments: dict[str, Instrument] = {}  # instrument_for's answers, by symbol
+        self._days = _NewYorkDays()
 
     # ------------------------------------------------------------------ commands
     def submit(self, commands: Sequence[SubmitOrder], ts_ns: int) -> list[OrderEvent]:
@@ -275,27 +315,26 @@ class SimulatedVenue:
         events: list[OrderEvent] = []
         if not self._working:
             return events
-        index = self._symbol_index(batch.symbols)
-        day = _new_york_date(batch.ts_ns)
+        ts_ns = batch.ts_ns
+        index = self._index if batch.symbols is self._index_symbols else self._symbol_index(batch.symbols)
+        day = self._days.date_of(ts_ns)
         prices: dict[int, _Prices | None] = {}
         capacity: dict[object, Decimal | None] = {}
         for order in self._fifo(self._working.values()):
-            if batch.ts_ns <= order.arrival_ts_ns or self._expire_if_new_session(
-                order, day, batch.ts_ns, events
-            ):
+            if ts_ns <= order.arrival_ts_ns or self._expire_if_new_session(order, day, ts_ns, events):
                 continue
-            i = index.get(order.command.symbol, index.get(order.instrument.symbol))
+            i = index.get(order.command.symbol)
+            if i is None:
+                i = index.get(order.instrument.symbol)
             if i is not None and i not in prices:
                 prices[i] = _bar_prices(batch, i)
-            self._work(order, None if i is None else prices[i], capacity, i, batch.ts_ns, events)
-        if session_closed:
+            self._work(order, None if i is None else prices[i], capacity, i, ts_ns, events)
+        if session_closed and self._working:
             for order in list(self._working.values()):
-                if order.time_in_force is TimeInForce.DAY and order.session_date is not None:
+                if order.time_in_force is _DAY and order.session_date is not None:
                     self._finish(order)
                     events.append(
-                        OrderExpired(
-                            client_order_id=order.client_order_id, ts_ns=batch.ts_ns, reason="session closed"
-                        )
+                        OrderExpired(client_order_id=order.client_order_id, ts_ns=ts_ns, reason="session closed")
                     )
         return events
 
@@ -313,7 +352,7 @@ class SimulatedVenue:
             for symbol in {order.command.symbol, order.instrument.symbol}:
                 by_symbol.setdefault(symbol, []).append(order)
         for quote in quotes:
-            day = _new_york_date(quote.ts_ns)
+            day = self._days.date_of(quote.ts_ns)
             sides = {
                 OrderSide.BUY: _quote_prices(quote.ask_price, quote.ask_size),
                 OrderSide.SELL: _quote_prices(quote.bid_price, quote.bid_size),
@@ -342,34 +381,40 @@ class SimulatedVenue:
         if command.client_order_id in self._working or command.client_order_id in self._finished:
             return f"duplicate client_order_id {command.client_order_id!r}"
         try:
-            instrument = self._instrument_for(command.symbol)
+            instrument = self._instrument(command.symbol)
         except (AmcpError, LookupError, ValueError, TypeError) as exc:
             return f"unknown instrument {command.symbol!r}: {exc}"
+        side, order_type, tif = command.side, command.order_type, command.time_in_force
         try:
-            side = OrderSide(command.side)
-            order_type = OrderType(command.order_type)
-            tif = TimeInForce(command.time_in_force)
+            if type(side) is not OrderSide:
+                side = OrderSide(side)
+            if type(order_type) is not OrderType:
+                order_type = OrderType(order_type)
+            if type(tif) is not TimeInForce:
+                tif = TimeInForce(tif)
         except ValueError as exc:
             return f"invalid side, order type or time in force: {exc}"
-        quantity = _as_decimal(command.quantity)
-        if quantity is None or quantity <= 0:
+        quantity = command.quantity
+        if type(quantity) is not Decimal or not quantity.is_finite():  # else it is its own Decimal
+            quantity = _as_decimal(quantity)
+        if quantity is None or quantity <= _ZERO:
             return f"quantity must be > 0, got {command.quantity!r}"
         if not instrument.is_valid_quantity(quantity):
             return f"quantity {quantity} is not a multiple of the lot size {instrument.lot_size}"
-        if tif in _AUCTION and order_type not in (OrderType.MARKET, OrderType.LIMIT):
+        if tif in _AUCTION and order_type not in (_MARKET, _LIMIT):
             return f"time in force {tif.value} needs a market or limit order, got {order_type.value}"
         limit = stop = trail_price = trail_percent = None
-        if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        if order_type in (_LIMIT, _STOP_LIMIT):
             limit = _as_decimal(command.limit_price)
             if command.limit_price is None or limit is None or not instrument.is_valid_price(limit):
                 got = command.limit_price
                 return f"{order_type.value} order needs a positive limit_price on the tick, got {got!r}"
-        if order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
+        if order_type in (_STOP, _STOP_LIMIT):
             stop = _as_decimal(command.stop_price)
             if command.stop_price is None or stop is None or not instrument.is_valid_price(stop):
                 got = command.stop_price
                 return f"{order_type.value} order needs a positive stop_price on the tick, got {got!r}"
-        if order_type is OrderType.TRAILING_STOP:
+        if order_type is _TRAILING_STOP:
             if (command.trail_price is None) == (command.trail_percent is None):
                 return "a trailing_stop order needs exactly one of trail_price, trail_percent"
             trail_price = _as_decimal(command.trail_price)
@@ -380,31 +425,41 @@ class SimulatedVenue:
                 trail_percent is None or not 0 < trail_percent < _HUNDRED
             ):
                 return f"trail_percent must be in (0, 100), got {command.trail_percent!r}"
+        # command, client_order_id, instrument, venue_order_id, sequence, arrival_ts_ns, side,
+        # order_type, time_in_force, quantity, limit_price, stop_price, trail_price, trail_percent
         return _Working(
-            command=command,
-            instrument=instrument,
-            venue_order_id=VenueOrderId("SIM-0"),
-            sequence=0,
-            arrival_ts_ns=0,
-            side=side,
-            order_type=order_type,
-            time_in_force=tif,
-            quantity=quantity,
-            limit_price=limit,
-            stop_price=stop,
-            trail_price=trail_price,
-            trail_percent=trail_percent,
+            command,
+            command.client_order_id,
+            instrument,
+            _UNASSIGNED,
+            0,
+            0,
+            side,
+            order_type,
+            tif,
+            quantity,
+            limit,
+            stop,
+            trail_price,
+            trail_percent,
         )
 
+    def _instrument(self, symbol: str) -> Instrument:
+        """Return ``instrument_for(symbol)``, remembered per symbol (the lookup is pure)."""
+        if type(symbol) is not str:
+            return self._instrument_for(symbol)
+        instrument = self._instruments.get(symbol)
+        if instrument is None:
+            instrument = self._instruments[symbol] = self._instrument_for(symbol)
+        return instrument
+
     def _accept(self, order: _Working, ts_ns: int) -> OrderAccepted:
-        self._order_count += 1
-        order.sequence = self._order_count
-        order.venue_order_id = VenueOrderId(f"SIM-{self._order_count}")
+        count = self._order_count = self._order_count + 1
+        order.sequence = count
+        order.venue_order_id = venue_order_id = VenueOrderId._from_checked_parts(f"SIM-{count}")
         order.arrival_ts_ns = ts_ns + self._latency.sample_ns()
         self._working[order.client_order_id] = order
-        return OrderAccepted(
-            client_order_id=order.client_order_id, venue_order_id=order.venue_order_id, ts_ns=ts_ns
-        )
+        return _new_accepted(client_order_id=order.client_order_id, venue_order_id=venue_order_id, ts_ns=ts_ns)
 
     def _replace_one(self, command: ReplaceOrder) -> list[OrderEvent]:
         old = self._working.get(command.client_order_id)
@@ -458,7 +513,7 @@ class SimulatedVenue:
         """Give one order its look at one bar or quote side, then end a one-shot order."""
         if prices is None:
             return
-        if prices.volume > 0:
+        if prices.traded:
             match = _match(order, prices)
             if match is not None:
                 self._fill(order, match, prices, capacity, key, ts_ns, events)
@@ -478,13 +533,17 @@ class SimulatedVenue:
         events: list[OrderEvent],
     ) -> None:
         price, slip, liquidity = match
-        if key not in capacity:
-            capacity[key] = self._initial_capacity(order.instrument, prices)
-        available = capacity[key]
-        quantity = order.leaves if available is None else min(order.leaves, available)
-        if quantity <= 0 or (order.time_in_force is TimeInForce.FOK and quantity < order.leaves):
+        if key in capacity:
+            available = capacity[key]
+        elif self._participation is None and not prices.from_quote:
+            available = capacity[key] = None  # no cap (what _initial_capacity returns)
+        else:
+            available = capacity[key] = self._initial_capacity(order.instrument, prices)
+        leaves = order.quantity - order.filled
+        quantity = leaves if available is None else min(leaves, available)
+        if quantity <= _ZERO or (order.time_in_force is _FOK and quantity < leaves):
             return
-        if slip and not prices.from_quote:
+        if slip and self._slips and not prices.from_quote:
             price = self._slippage.apply(
                 order.instrument,
                 order.side,
@@ -496,14 +555,14 @@ class SimulatedVenue:
                 prices.volume,
             )
         fee = self._fees.fee(
-            order.instrument, order.side, quantity, price, first_fill_of_order=order.filled == 0
+            order.instrument, order.side, quantity, price, first_fill_of_order=not order.filled
         )
         self._trade_count += 1
         events.append(
-            OrderFilled(
+            _new_filled(
                 client_order_id=order.client_order_id,
                 venue_order_id=order.venue_order_id,
-                trade_id=TradeId(f"SIM-T{self._trade_count}"),
+                trade_id=TradeId._from_checked_parts(f"SIM-T{self._trade_count}"),
                 strategy_id=order.command.strategy_id,
                 symbol=order.command.symbol,
                 side=order.side,
@@ -517,7 +576,7 @@ class SimulatedVenue:
         order.filled += quantity
         if available is not None:
             capacity[key] = available - quantity
-        if order.leaves <= 0:
+        if order.quantity - order.filled <= _ZERO:
             self._finish(order)
 
     def _initial_capacity(self, instrument: Instrument, prices: _Prices) -> Decimal | None:
@@ -542,7 +601,7 @@ class SimulatedVenue:
         self, order: _Working, day: date, ts_ns: int, events: list[OrderEvent]
     ) -> bool:
         """Start a DAY order's session, or expire it if ``day`` is a later session; True if expired."""
-        if order.time_in_force is not TimeInForce.DAY:
+        if order.time_in_force is not _DAY:
             return False
         if order.session_date is None:
             order.session_date = day
@@ -562,11 +621,17 @@ class SimulatedVenue:
         return self._index
 
     @staticmethod
-    def _fifo(orders: Iterable[_Working]) -> list[_Working]:
-        return sorted(orders, key=lambda order: (order.arrival_ts_ns, order.sequence))
+    def _fifo(orders: Collection[_Working]) -> Iterable[_Working]:
+        if len(orders) == 1:
+            return list(orders)
+        return sorted(orders, key=_arrival_order)
 
 
 # ---------------------------------------------------------------------- pure matching rules
+
+
+def _arrival_order(order: _Working) -> tuple[int, int]:
+    return order.arrival_ts_ns, order.sequence
 
 
 def _match(order: _Working, p: _Prices) -> _Match | None:
@@ -574,23 +639,23 @@ def _match(order: _Working, p: _Prices) -> _Match | None:
 
     Moves the order's stop trigger and trailing mark as a side effect.
     """
-    buy = order.side is OrderSide.BUY
     kind = order.order_type
+    if kind is _MARKET and order.time_in_force not in _AUCTION:  # the common case first
+        return p.open, True, _TAKER
+    buy = order.side is _BUY
     if order.time_in_force in _AUCTION:
-        price = p.open if order.time_in_force is TimeInForce.OPG else p.close
-        if kind is OrderType.MARKET:
+        price = p.open if order.time_in_force is _OPG else p.close
+        if kind is _MARKET:
             return price, True, _TAKER
         return (price, False, _TAKER) if _limit_ok(buy, price, _limit(order)) else None
-    if kind is OrderType.MARKET:
-        return p.open, True, _TAKER
-    if kind is OrderType.LIMIT:
+    if kind is _LIMIT:
         return _limit_fill(buy, _limit(order), p, _MAKER if order.seen_price else _TAKER)
-    if kind is OrderType.STOP_LIMIT:
+    if kind is _STOP_LIMIT:
         return _stop_limit_fill(order, buy, p)
     # stop or trailing stop: once triggered, the remainder is a market order
     if order.triggered:
         return p.open, True, _TAKER
-    stop = _stop(order) if kind is OrderType.STOP else _trailing_stop(order, p.open)
+    stop = _stop(order) if kind is _STOP else _trailing_stop(order, p.open)
     result: _Match | None = None
     if _stop_hit(buy, p.open, stop):
         result = (p.open, True, _TAKER)
@@ -598,7 +663,7 @@ def _match(order: _Working, p: _Prices) -> _Match | None:
         result = (stop, True, _TAKER)
     if result is not None:
         order.triggered = True
-    elif kind is OrderType.TRAILING_STOP and order.watermark is not None:
+    elif kind is _TRAILING_STOP and order.watermark is not None:
         order.watermark = min(order.watermark, p.low) if buy else max(order.watermark, p.high)
     return result
 
@@ -625,7 +690,7 @@ def _trailing_stop(order: _Working, first_open: Decimal) -> Decimal:
     if order.watermark is None:
         order.watermark = first_open
     mark = order.watermark
-    sign = 1 if order.side is OrderSide.BUY else -1
+    sign = 1 if order.side is _BUY else -1
     if order.trail_price is not None:
         raw = mark + sign * order.trail_price
     else:
@@ -665,19 +730,18 @@ def _limit_fill(buy: bool, limit: Decimal, p: _Prices, at_open: LiquiditySide) -
 
 
 def _bar_prices(batch: BarBatch, i: int) -> _Prices | None:
-    values = (batch.open[i], batch.high[i], batch.low[i], batch.close[i])
-    if not all(math.isfinite(v) for v in values) or values[0] <= 0:
+    isfinite = math.isfinite
+    open_, high, low, close = batch.open.item(i), batch.high.item(i), batch.low.item(i), batch.close.item(i)
+    if not (isfinite(open_) and isfinite(high) and isfinite(low) and isfinite(close)) or open_ <= 0:
         return None
-    volume = float(batch.volume[i])
-    open_, high, low, close = (to_decimal(float(v)) for v in values)
-    return _Prices(open_, high, low, close, to_decimal(volume) if math.isfinite(volume) else _ZERO, False)
+    return _Prices(open_, high, low, close, float(batch.volume.item(i)), False)
 
 
 def _quote_prices(price: float, size: float) -> _Prices | None:
     if not math.isfinite(price) or price <= 0:
         return None
-    volume = to_decimal(float(size)) if math.isfinite(size) and size > 0 else _ZERO
-    value = to_decimal(float(price))
+    value = float(price)
+    volume = float(size) if math.isfinite(size) and size > 0 else math.nan
     return _Prices(value, value, value, value, volume, True)
 
 
@@ -691,14 +755,61 @@ def _as_decimal(value: object) -> Decimal | None:
 
 def _new_york_date(ts_ns: int) -> date:
     """Return the America/New_York calendar date of a UTC timestamp (US DST rules since 1987)."""
-    utc = datetime(1970, 1, 1) + timedelta(microseconds=ts_ns // 1000)
-    year = utc.year
+    utc = _UNIX_EPOCH + timedelta(microseconds=ts_ns // 1000)
+    dst_start, dst_end = _daylight_time(utc.year)
+    dst = dst_start <= utc < dst_end
+    return (utc - timedelta(hours=4 if dst else 5)).date()
+
+
+def _daylight_time(year: int) -> tuple[datetime, datetime]:
+    """Return the UTC start and end of daylight saving time in New York in ``year`` (naive)."""
     if year >= 2007:  # second Sunday of March to first Sunday of November, 2:00 local
         start, end = _nth_sunday(year, 3, 2), _nth_sunday(year, 11, 1)
     else:  # first Sunday of April to last Sunday of October
         start, end = _nth_sunday(year, 4, 1), _nth_sunday(year, 10, 5)
-    dst = start + timedelta(hours=7) <= utc < end + timedelta(hours=6)
-    return (utc - timedelta(hours=4 if dst else 5)).date()
+    return start + timedelta(hours=7), end + timedelta(hours=6)
+
+
+class _NewYorkDays:
+    """:func:`_new_york_date` for a stream of timestamps, in a few integer operations.
+
+    Remembers the stretch of constant UTC offset (standard or daylight time, within one UTC
+    year) that the last timestamp fell in; only a timestamp outside it computes the rules again.
+    """
+
+    __slots__ = ("_end_ns", "_offset_ns", "_start_ns")
+
+    def __init__(self) -> None:
+        self._start_ns = self._end_ns = self._offset_ns = 0  # an empty stretch
+
+    def date_of(self, ts_ns: int) -> date:
+        if not self._start_ns <= ts_ns < self._end_ns:
+            self._start_ns, self._end_ns, self._offset_ns = _offset_stretch(ts_ns)
+        return date.fromordinal(_UNIX_EPOCH_ORDINAL + (ts_ns - self._offset_ns) // _NS_PER_DAY)
+
+
+def _offset_stretch(ts_ns: int) -> tuple[int, int, int]:
+    """Return ``[start, end)`` in UTC ns around ``ts_ns`` where New York's UTC offset is constant,
+    and that offset (ns behind UTC), by the same rules as :func:`_new_york_date`."""
+    year = (_UNIX_EPOCH + timedelta(microseconds=ts_ns // 1000)).year
+    dst_start, dst_end = (_ns_since_epoch(moment) for moment in _daylight_time(year))
+    year_start, year_end = _ns_since_epoch(datetime(year, 1, 1)), _ns_since_epoch(datetime(year + 1, 1, 1))
+    if ts_ns < dst_start:
+        return year_start, dst_start, 5 * _NS_PER_HOUR
+    if ts_ns < dst_end:
+        return dst_start, dst_end, 4 * _NS_PER_HOUR
+    return dst_end, year_end, 5 * _NS_PER_HOUR
+
+
+def _ns_since_epoch(moment: datetime) -> int:
+    return (moment - _UNIX_EPOCH) // _MICROSECOND * 1000
+
+
+_UNIX_EPOCH = datetime(1970, 1, 1)
+_UNIX_EPOCH_ORDINAL = _UNIX_EPOCH.toordinal()
+_MICROSECOND = timedelta(microseconds=1)
+_NS_PER_HOUR = 3_600 * 10**9
+_NS_PER_DAY = 24 * _NS_PER_HOUR
 
 
 def _nth_sunday(year: int, month: int, n: int) -> datetime:

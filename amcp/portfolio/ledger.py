@@ -32,7 +32,7 @@ mapping that converts a float close to ``Decimal`` only when a key is read.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import (
     ROUND_HALF_EVEN,
@@ -41,21 +41,29 @@ from decimal import (
     DivisionByZero,
     InvalidOperation,
     Overflow,
+    getcontext,
     localcontext,
+    setcontext,
 )
 from numbers import Real
+from types import MappingProxyType
 from typing import NamedTuple
 
 import numpy as np
 
 from amcp.config import AccountConfig
+from amcp.domain._fast_init import keyword_constructor
 from amcp.domain.data import BarBatch
 from amcp.domain.enums import OrderSide
+from amcp.domain.instruments import ONE as _ONE
 from amcp.domain.instruments import Instrument, OptionContract
 from amcp.domain.instruments import instrument_for as _default_instrument_for
 from amcp.domain.messages import OrderFilled
 from amcp.errors import DomainError, PortfolioError
+from amcp.portfolio.marks import MarkBook, PriceMarks, PriceMarkTimes
 from amcp.portfolio.snapshot import PortfolioSnapshot
+
+__all__ = ["LEDGER_CONTEXT", "Portfolio", "Position", "PriceMarkTimes", "PriceMarks"]
 
 LEDGER_CONTEXT = Context(
     prec=50, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
@@ -75,8 +83,6 @@ requirement of a deep in-the-money short call, where 20 % of the underlying exce
 strike."""
 
 ZERO = Decimal(0)
-_MAX_PENDING_BATCHES = 64
-_NO_SEQ = -1
 
 
 @dataclass(slots=True)
@@ -128,18 +134,17 @@ class _Totals(NamedTuple):
     cost_basis: Decimal
     equity_gross: Decimal  # sum of |market value| of equity positions
     option_requirement: Decimal  # margin held against option positions, in full
+    equity: Decimal  # cash + market_value
+    unrealized_pnl: Decimal  # market_value - cost_basis
+    buying_power: Decimal  # see Portfolio
+
+_NO_COLUMNS: Mapping[str, int] = MappingProxyType({})
+# PortfolioSnapshot(...) for the hot path: the same object, without the class-call overhead.
+_new_snapshot = keyword_constructor(PortfolioSnapshot)
 
 
-_NO_TOTALS = _Totals(ZERO, ZERO, ZERO, ZERO, ZERO)
-
-
-@dataclass(frozen=True, slots=True)
-class _CheckedFill:
-    fill: OrderFilled
-    signed_quantity: Decimal
-    price: Decimal
-    fee: Decimal
-    instrument: Instrument
+# A validated fill: the fill, its signed quantity, price, fee and instrument (a plain tuple: cheap).
+_CheckedFill = tuple[OrderFilled, Decimal, Decimal, Decimal, Instrument]
 
 
 class Portfolio:
@@ -170,9 +175,15 @@ class Portfolio:
         self._fees: Decimal = ZERO
         self._positions: dict[str, Position] = {}  # every symbol ever traded, flat ones included
         self._open: dict[str, Position] = {}  # quantity != 0 only: the hot loops walk this
+        self._open_quantities: dict[str, Decimal] = {}  # the same keys, in the same order
         self._strategy_positions: dict[tuple[str, str], Decimal] = {}
         self._instruments: dict[str, Instrument] = {}
-        self._marks = _MarkBook()
+        self._options: dict[str, OptionContract] = {}  # those of them that are option contracts
+        self._scaled_positions = False  # whether any of them has a multiplier other than ONE
+        self._marks = MarkBook()
+        # The hot paths do their arithmetic in this private copy of LEDGER_CONTEXT, made current
+        # for the call: the same as ``localcontext(LEDGER_CONTEXT)`` without a copy per call.
+        self._context = LEDGER_CONTEXT.copy()
         self._totals: _Totals | None = None
         self._start_of_day_equity: Decimal = config.starting_cash_usd
         self._session_start_ts_ns: int | None = None
@@ -189,8 +200,12 @@ class Portfolio:
                 price, negative fee, unknown side, unparseable symbol); nothing is changed.
         """
         checked = self._check(fill)
-        with localcontext(LEDGER_CONTEXT):
+        saved = getcontext()
+        setcontext(self._context)
+        try:
             self._book(checked)
+        finally:
+            setcontext(saved)
 
     def apply_fills(self, fills: Iterable[OrderFilled]) -> None:
         """Book several executions in order, all or none.
@@ -206,27 +221,28 @@ class Portfolio:
     def _check(self, fill: OrderFilled) -> _CheckedFill:
         if not isinstance(fill, OrderFilled):
             raise PortfolioError(f"expected an OrderFilled, got {type(fill).__name__} {fill!r}")
-        where = f"fill {fill.trade_id!s} of order {fill.client_order_id!s} ({fill.symbol!r})"
         if not isinstance(fill.side, OrderSide):
-            raise PortfolioError(f"{where}: side must be an OrderSide, got {fill.side!r}")
+            raise PortfolioError(f"{_where(fill)}: side must be an OrderSide, got {fill.side!r}")
         quantity = _exact_number(fill.last_quantity)
-        if quantity is None or quantity <= 0:
+        if quantity is None or quantity <= ZERO:
             raise PortfolioError(
-                f"{where}: last_quantity must be a positive finite Decimal, got {fill.last_quantity!r}"
+                f"{_where(fill)}: last_quantity must be a positive finite Decimal, got {fill.last_quantity!r}"
             )
         price = _exact_number(fill.last_price)
-        if price is None or price <= 0:
+        if price is None or price <= ZERO:
             raise PortfolioError(
-                f"{where}: last_price must be a positive finite Decimal, got {fill.last_price!r}"
+                f"{_where(fill)}: last_price must be a positive finite Decimal, got {fill.last_price!r}"
             )
         fee = _exact_number(fill.fee)
-        if fee is None or fee < 0:
-            raise PortfolioError(f"{where}: fee must be a finite Decimal >= 0, got {fill.fee!r}")
+        if fee is None or fee < ZERO:
+            raise PortfolioError(f"{_where(fill)}: fee must be a finite Decimal >= 0, got {fill.fee!r}")
         if not isinstance(fill.ts_ns, int) or isinstance(fill.ts_ns, bool):
-            raise PortfolioError(f"{where}: ts_ns must be an int of UTC nanoseconds, got {fill.ts_ns!r}")
-        instrument = self._instrument(fill.symbol, where)
+            raise PortfolioError(f"{_where(fill)}: ts_ns must be an int of UTC nanoseconds, got {fill.ts_ns!r}")
+        instrument = self._instruments.get(fill.symbol) if type(fill.symbol) is str else None
+        if instrument is None:
+            instrument = self._instrument(fill.symbol, _where(fill))
         signed = quantity if fill.side is OrderSide.BUY else -quantity
-        return _CheckedFill(fill, signed, price, fee, instrument)
+        return fill, signed, price, fee, instrument
 
     def _instrument(self, symbol: str, where: str) -> Instrument:
         instrument = self._instruments.get(symbol)
@@ -243,15 +259,17 @@ class Portfolio:
                     f"{where}: instrument multiplier must be a positive Decimal, got {multiplier!r}"
                 )
             self._instruments[symbol] = instrument
+            if isinstance(instrument, OptionContract):
+                self._options[symbol] = instrument
+            if multiplier is not _ONE:
+                self._scaled_positions = True
         return instrument
 
     def _book(self, checked: _CheckedFill) -> None:
         """Apply a validated fill; runs inside ``LEDGER_CONTEXT``."""
-        fill = checked.fill
+        fill, signed, price, fee, instrument = checked
         symbol = fill.symbol
-        multiplier = checked.instrument.multiplier
-        signed = checked.signed_quantity
-        price = checked.price
+        multiplier = instrument.multiplier
         trade_value = signed * price * multiplier  # cash out for a buy (> 0), in for a sell (< 0)
 
         position = self._positions.get(symbol)
@@ -266,7 +284,7 @@ class Portfolio:
                 self._marks.set_exact(symbol, price, fill.ts_ns)
             position.last_price, position.last_price_ts_ns = mark
 
-        if not held or (held > 0) == (signed > 0):
+        if not held or (held > ZERO) == (signed > ZERO):
             # Opening or adding: the whole trade value goes into the cost basis.
             position.quantity = held + signed
             position.cost_basis += trade_value
@@ -287,13 +305,15 @@ class Portfolio:
         # Books balance exactly: Δcost_basis + realized == trade_value in every branch.
         position.realized_pnl += realized
         self._realized_pnl += realized
-        self._cash -= trade_value + checked.fee
-        self._fees += checked.fee
+        self._cash -= trade_value + fee
+        self._fees += fee
 
         if position.quantity:
             self._open[symbol] = position
+            self._open_quantities[symbol] = position.quantity
         else:
             self._open.pop(symbol, None)
+            self._open_quantities.pop(symbol, None)
         key = (fill.strategy_id, symbol)
         strategy_quantity = self._strategy_positions.get(key, ZERO) + signed
         if strategy_quantity:
@@ -348,24 +368,13 @@ class Portfolio:
         if not isinstance(batch, BarBatch):
             raise PortfolioError(f"mark_batch expects a BarBatch, got {type(batch).__name__}")
         index = self._marks.add_batch(batch)
-        if not self._open:
-            return
-        close = batch.close
-        ts_ns = batch.ts_ns
-        inf = math.inf
-        for symbol, position in self._open.items():
-            i = index.get(symbol)
-            if i is None:
-                continue
-            value = close.item(i)
-            if 0.0 < value < inf:
-                position.last_price = Decimal(repr(value))
-                position.last_price_ts_ns = ts_ns
-                self._totals = None
+        if self._open:
+            # Marks and totals in one pass over the held positions.
+            self._totals = self._sum_totals(batch.close.tolist(), index, batch.ts_ns)
 
     def start_session(self, ts_ns: int) -> None:
         """Begin a trading session: start-of-day equity becomes the current equity."""
-        self._start_of_day_equity = self.equity
+        self._start_of_day_equity = self._compute_totals().equity
         self._session_start_ts_ns = ts_ns
 
     # ------------------------------------------------------------------ reports
@@ -401,13 +410,12 @@ class Portfolio:
     @property
     def equity(self) -> Decimal:
         """USD ``cash + market_value``."""
-        return LEDGER_CONTEXT.add(self._cash, self._compute_totals().market_value)
+        return self._compute_totals().equity
 
     @property
     def unrealized_pnl(self) -> Decimal:
         """USD ``market_value - Σ cost_basis`` over held positions."""
-        totals = self._compute_totals()
-        return LEDGER_CONTEXT.subtract(totals.market_value, totals.cost_basis)
+        return self._compute_totals().unrealized_pnl
 
     @property
     def realized_pnl(self) -> Decimal:
@@ -441,19 +449,7 @@ class Portfolio:
     @property
     def buying_power(self) -> Decimal:
         """USD buying power; see the class docstring for the cash and margin formulas."""
-        if self._config.account_type == "cash":
-            return max(ZERO, self._cash)
-        totals = self._compute_totals()
-        context = LEDGER_CONTEXT
-        # (equity - equity_gross / m - option_requirement) × m, without the division.
-        equity = context.add(self._cash, totals.market_value)
-        power = context.subtract(
-            context.multiply(
-                context.subtract(equity, totals.option_requirement), self._config.margin_multiplier
-            ),
-            totals.equity_gross,
-        )
-        return max(ZERO, power)
+        return self._compute_totals().buying_power
 
     def position(self, symbol: str) -> Position | None:
         """Return a copy of ``symbol``'s position (flat if closed), or None if never traded."""
@@ -472,23 +468,23 @@ class Portfolio:
         """Return the read-only view of the portfolio that risk, sizing and reports consume.
 
         ``prices`` and ``price_ts_ns`` are immutable lazy mappings (every symbol ever marked);
-        the other mappings are fresh dicts. Cost: O(held positions) plus one vectorised fold of
-        any batches not yet folded.
+        the other mappings are fresh dicts. Cost: O(held positions) if a fill or mark changed the
+        totals since they were last summed (:meth:`mark_batch` sums them as it marks), else O(1).
         """
         totals = self._compute_totals()
         prices, price_ts = self._marks.views()
-        return PortfolioSnapshot(
+        return _new_snapshot(
             ts_ns=ts_ns,
             cash=self._cash,
-            equity=LEDGER_CONTEXT.add(self._cash, totals.market_value),
+            equity=totals.equity,
             market_value=totals.market_value,
             gross_exposure=totals.gross_exposure,
-            buying_power=self.buying_power,
+            buying_power=totals.buying_power,
             start_of_day_equity=self._start_of_day_equity,
             realized_pnl=self._realized_pnl,
-            unrealized_pnl=LEDGER_CONTEXT.subtract(totals.market_value, totals.cost_basis),
+            unrealized_pnl=totals.unrealized_pnl,
             fees=self._fees,
-            positions={symbol: position.quantity for symbol, position in self._open.items()},
+            positions=dict(self._open_quantities),
             strategy_positions=dict(self._strategy_positions),
             prices=prices,
             price_ts_ns=price_ts,
@@ -497,32 +493,86 @@ class Portfolio:
     def _compute_totals(self) -> _Totals:
         """Return the held positions' totals, summed in one pass and cached until a fill or mark."""
         totals = self._totals
-        if totals is not None:
-            return totals
-        if not self._open:
-            totals = self._totals = _NO_TOTALS
-            return totals
-        market_value = gross = cost = equity_gross = option_requirement = ZERO
-        instruments = self._instruments
-        with localcontext(LEDGER_CONTEXT):
-            for symbol, position in self._open.items():
-                quantity = position.quantity
-                value = quantity * position.last_price * position.multiplier
-                magnitude = abs(value)
-                market_value += value
-                gross += magnitude
-                cost += position.cost_basis
-                instrument = instruments[symbol]
-                if isinstance(instrument, OptionContract):
-                    option_requirement += magnitude
-                    if quantity < 0:
-                        option_requirement += (
-                            SHORT_OPTION_STRIKE_PCT * instrument.strike * position.multiplier * -quantity
-                        )
-                else:
-                    equity_gross += magnitude
-        totals = self._totals = _Totals(market_value, gross, cost, equity_gross, option_requirement)
+        if totals is None:
+            totals = self._totals = self._sum_totals()
         return totals
+
+    def _sum_totals(
+        self, closes: Sequence[float] = (), columns: Mapping[str, int] = _NO_COLUMNS, ts_ns: int = 0
+    ) -> _Totals:
+        """Sum the held positions' totals, first marking each at its batch close, if it has one.
+
+        ``closes`` are a batch's closes by column, ``columns`` maps symbols to columns (empty:
+        no batch) and ``ts_ns`` is the batch's time. NaN, zero, negative and infinite closes
+        leave the old mark. Sums run in position order in ``LEDGER_CONTEXT``; equity, unrealised
+        P&L and buying power follow from them and the cash.
+        """
+        column_of = columns.get
+        to_decimal, shortest_repr, inf = Decimal, repr, math.inf
+        scaled = self._scaled_positions  # else every multiplier is ONE, and × 1 changes nothing
+        values: list[Decimal] = []
+        cost = ZERO
+        short = False
+        saved = getcontext()
+        setcontext(self._context)
+        try:
+            for symbol, position in self._open.items():
+                i = column_of(symbol)
+                if i is not None:
+                    close = closes[i]
+                    if 0.0 < close < inf:
+                        position.last_price = to_decimal(shortest_repr(close))
+                        position.last_price_ts_ns = ts_ns
+                value = position.quantity * position.last_price
+                if scaled:
+                    value *= position.multiplier
+                if value < ZERO:
+                    short = True
+                values.append(value)
+                cost += position.cost_basis
+            market_value = sum(values, ZERO)
+            # |value| is value itself when no position is short: the same sum, term for term.
+            gross = sum(map(abs, values), ZERO) if short else market_value
+            if self._options:
+                equity_gross, option_requirement = self._margin_sums(values)
+            else:  # every position is an equity
+                equity_gross, option_requirement = gross, ZERO
+            cash = self._cash
+            equity = cash + market_value
+            if self._config.account_type == "cash":
+                buying_power = max(ZERO, cash)
+            else:
+                # (equity - equity_gross / m - option_requirement) × m, without the division.
+                power = (equity - option_requirement) * self._config.margin_multiplier - equity_gross
+                buying_power = max(ZERO, power)
+            return _Totals(
+                market_value,
+                gross,
+                cost,
+                equity_gross,
+                option_requirement,
+                equity,
+                market_value - cost,
+                buying_power,
+            )
+        finally:
+            setcontext(saved)
+
+    def _margin_sums(self, values: list[Decimal]) -> tuple[Decimal, Decimal]:
+        """Return Σ |value| over equities and the option requirement; ``values`` in position order."""
+        equity_gross = option_requirement = ZERO
+        options = self._options
+        for (symbol, position), value in zip(self._open.items(), values):
+            magnitude = abs(value)
+            option = options.get(symbol)
+            if option is None:
+                equity_gross += magnitude
+                continue
+            option_requirement += magnitude
+            quantity = position.quantity
+            if quantity < 0:
+                option_requirement += SHORT_OPTION_STRIKE_PCT * option.strike * position.multiplier * -quantity
+        return equity_gross, option_requirement
 
 
 # ---------------------------------------------------------------------- numbers
@@ -533,6 +583,11 @@ class _Bad:
 
 
 _BAD = _Bad()
+
+
+def _where(fill: OrderFilled) -> str:
+    """Name a fill in an error message."""
+    return f"fill {fill.trade_id!s} of order {fill.client_order_id!s} ({fill.symbol!r})"
 
 
 def _exact_number(value: object) -> Decimal | None:
@@ -556,213 +611,3 @@ def _mark_price(value: object) -> Decimal | None | _Bad:
     if isinstance(value, (int, np.integer)):
         return Decimal(int(value))
     return Decimal(repr(number))
-
-
-# ---------------------------------------------------------------------- marks
-
-
-class _MarkBook:
-    """Last mark per symbol, from bar batches (floats) and explicit marks (exact Decimals).
-
-    Batch closes live in float arrays aligned with the batch universe; explicit marks in a
-    dict. Every mark carries a sequence number so the most recently applied one wins. Arrays
-    and dict are copied on write once a snapshot's view shares them.
-    """
-
-    __slots__ = ("_close", "_exact", "_index", "_next_seq", "_pending", "_seq", "_shared", "_symbols", "_ts")
-
-    def __init__(self) -> None:
-        self._symbols: tuple[str, ...] = ()
-        self._index: dict[str, int] = {}
-        self._close = np.empty(0, dtype=np.float64)
-        self._ts = np.empty(0, dtype=np.int64)
-        self._seq = np.empty(0, dtype=np.int64)
-        self._pending: list[tuple[BarBatch, int]] = []
-        self._exact: dict[str, tuple[Decimal, int, int]] = {}  # symbol -> (price, ts_ns, seq)
-        self._shared = False
-        self._next_seq = 0
-
-    def _take_seq(self) -> int:
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        return seq
-
-    def set_exact(self, symbol: str, price: Decimal, ts_ns: int) -> None:
-        if self._shared:
-            self._unshare()
-        self._exact[symbol] = (price, ts_ns, self._take_seq())
-
-    def add_batch(self, batch: BarBatch) -> dict[str, int]:
-        """Queue ``batch`` and return its symbol -> column index map."""
-        symbols = batch.symbols
-        if symbols is not self._symbols:
-            if symbols != self._symbols:
-                self._adopt(symbols)
-            self._symbols = symbols  # same content: keep the caller's tuple for the fast path
-        self._pending.append((batch, self._take_seq()))
-        if len(self._pending) >= _MAX_PENDING_BATCHES:
-            self._fold()
-        return self._index
-
-    def get(self, symbol: str) -> tuple[Decimal, int] | None:
-        """Return ``(price, ts_ns)`` of ``symbol``'s last mark, or None if never marked."""
-        self._fold()
-        return _lookup(symbol, self._index, self._close, self._ts, self._seq, self._exact)
-
-    def views(self) -> tuple[PriceMarks, PriceMarkTimes]:
-        self._fold()
-        self._shared = True
-        state = _MarkState(self._symbols, self._index, self._close, self._ts, self._seq, self._exact)
-        return PriceMarks(state), PriceMarkTimes(state)
-
-    def _unshare(self) -> None:
-        self._close = self._close.copy()
-        self._ts = self._ts.copy()
-        self._seq = self._seq.copy()
-        self._exact = dict(self._exact)
-        self._shared = False
-
-    def _fold(self) -> None:
-        """Fold queued batches into the arrays, oldest first (vectorised per batch)."""
-        if not self._pending:
-            return
-        if self._shared:
-            self._unshare()
-        pending = self._pending
-        close, ts, seq = self._close, self._ts, self._seq
-        if len(pending) <= 2:
-            for batch, batch_seq in pending:
-                values = batch.close
-                valid = (values > 0.0) & (values < math.inf)  # NaN compares False: ignored
-                np.copyto(close, values, where=valid)
-                ts[valid] = batch.ts_ns
-                seq[valid] = batch_seq
-        else:
-            # One pass over all queued batches: each column takes its last valid close.
-            stacked = np.stack([batch.close for batch, _ in pending])
-            valid = (stacked > 0.0) & (stacked < math.inf)
-            newest_first = valid[::-1]
-            columns = np.flatnonzero(newest_first.any(axis=0))
-            rows = len(pending) - 1 - newest_first.argmax(axis=0)[columns]
-            close[columns] = stacked[rows, columns]
-            ts[columns] = np.array([batch.ts_ns for batch, _ in pending], dtype=np.int64)[rows]
-            seq[columns] = np.array([batch_seq for _, batch_seq in pending], dtype=np.int64)[rows]
-        pending.clear()
-
-    def _adopt(self, symbols: tuple[str, ...]) -> None:
-        """Switch to a new batch universe, carrying every existing mark over."""
-        self._fold()
-        if self._shared:
-            self._unshare()
-        index = {symbol: i for i, symbol in enumerate(symbols)}
-        close = np.full(len(symbols), np.nan)
-        ts = np.zeros(len(symbols), dtype=np.int64)
-        seq = np.full(len(symbols), _NO_SEQ, dtype=np.int64)
-        for symbol, old in self._index.items():
-            if self._seq[old] == _NO_SEQ:
-                continue
-            new = index.get(symbol)
-            if new is not None:
-                close[new], ts[new], seq[new] = self._close[old], self._ts[old], self._seq[old]
-            else:
-                exact = self._exact.get(symbol)
-                if exact is None or exact[2] < self._seq[old]:
-                    self._exact[symbol] = (
-                        Decimal(repr(self._close.item(old))),
-                        self._ts.item(old),
-                        self._seq.item(old),
-                    )
-        self._index, self._close, self._ts, self._seq = index, close, ts, seq
-
-
-class _MarkState(NamedTuple):
-    symbols: tuple[str, ...]
-    columns: dict[str, int]
-    close: np.ndarray
-    ts: np.ndarray
-    seq: np.ndarray
-    exact: dict[str, tuple[Decimal, int, int]]
-
-    def keys(self) -> list[str]:
-        marked = [self.symbols[i] for i in np.flatnonzero(self.seq != _NO_SEQ).tolist()]
-        seen = set(marked)
-        return marked + [symbol for symbol in self.exact if symbol not in seen]
-
-
-def _lookup(
-    symbol: str,
-    index: dict[str, int],
-    close: np.ndarray,
-    ts: np.ndarray,
-    seq: np.ndarray,
-    exact: dict[str, tuple[Decimal, int, int]],
-) -> tuple[Decimal, int] | None:
-    entry = exact.get(symbol)
-    i = index.get(symbol)
-    if i is not None:
-        array_seq = seq.item(i)
-        if array_seq != _NO_SEQ and (entry is None or array_seq > entry[2]):
-            return Decimal(repr(close.item(i))), ts.item(i)
-    if entry is not None:
-        return entry[0], entry[1]
-    return None
-
-
-class PriceMarks(Mapping[str, Decimal]):
-    """Immutable ``symbol -> last mark (USD)`` of a snapshot; converts floats on first read."""
-
-    __slots__ = ("_cache", "_state")
-
-    def __init__(self, state: _MarkState) -> None:
-        self._state = state
-        self._cache: dict[str, Decimal] = {}
-
-    def __getitem__(self, symbol: str) -> Decimal:
-        price = self._cache.get(symbol)
-        if price is None:
-            state = self._state
-            found = _lookup(symbol, state.columns, state.close, state.ts, state.seq, state.exact)
-            if found is None:
-                raise KeyError(symbol)
-            price = self._cache[symbol] = found[0]
-        return price
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._state.keys())
-
-    def __len__(self) -> int:
-        return len(self._state.keys())
-
-    def __repr__(self) -> str:
-        return f"PriceMarks({dict(self.items())!r})"
-
-    def __reduce__(self) -> tuple[type[PriceMarks], tuple[_MarkState]]:
-        return (PriceMarks, (self._state,))
-
-
-class PriceMarkTimes(Mapping[str, int]):
-    """Immutable ``symbol -> UTC nanoseconds of its last mark`` of a snapshot."""
-
-    __slots__ = ("_state",)
-
-    def __init__(self, state: _MarkState) -> None:
-        self._state = state
-
-    def __getitem__(self, symbol: str) -> int:
-        state = self._state
-        found = _lookup(symbol, state.columns, state.close, state.ts, state.seq, state.exact)
-        if found is None:
-            raise KeyError(symbol)
-        return found[1]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._state.keys())
-
-    def __len__(self) -> int:
-        return len(self._state.keys())
-
-    def __repr__(self) -> str:
-        return f"PriceMarkTimes({dict(self.items())!r})"
-
-    def __reduce__(self) -> tuple[type[PriceMarkTimes], tuple[_MarkState]]:
-        return (PriceMarkTimes, (self._state,))

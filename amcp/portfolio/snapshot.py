@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Mapping
 
+from amcp.domain._fast_init import fast_init
 
+
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PortfolioSnapshot:
     """Portfolio state at ``ts_ns``. All money in USD, exact.

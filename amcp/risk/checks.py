@@ -33,6 +33,7 @@ from amcp.domain.instruments import Instrument
 from amcp.domain.messages import SubmitOrder
 
 ZERO: Final = Decimal(0)
+_MARKET: Final = OrderType.MARKET
 
 #: order side -> sign of its quantity; a plain "buy"/"sell" string hashes equal to the enum.
 SIDE_SIGN: Final[dict[OrderSide, int]] = {OrderSide.BUY: 1, OrderSide.SELL: -1}
@@ -93,7 +94,7 @@ def price_problem(command: SubmitOrder, instrument: Instrument) -> str | None:
     limit = command.limit_price
     stop = command.stop_price
     if (
-        order_type is OrderType.MARKET
+        order_type is _MARKET
         and limit is None
         and stop is None
         and command.trail_price is None

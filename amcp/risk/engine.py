@@ -54,6 +54,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
+from amcp.domain._fast_init import fast_init
 from amcp.domain.enums import DenyReason, TradingState
 from amcp.domain.identifiers import ClientOrderId
 from amcp.domain.instruments import Instrument, OptionContract
@@ -82,6 +83,7 @@ _REDUCING: Final = TradingState.REDUCING
 _HALTED: Final = TradingState.HALTED
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RiskContext:
     """Everything a risk decision may depend on besides the engine's own state.
@@ -113,6 +115,9 @@ class _Source(Enum):
 # An instrument lookup, cached per symbol: (instrument, restricted message or None), or the
 # UNKNOWN_INSTRUMENT message.
 _Listing = tuple[Instrument, str | None] | str
+
+
+_LOSS_LIMIT: Final = _Source.LOSS_LIMIT
 
 
 class _CallBook:
@@ -202,7 +207,7 @@ class RiskEngine:
             self._session_date = session
             if previous_session is not None:
                 self._loss_level = _ACTIVE
-                if self._source is _Source.LOSS_LIMIT and not self._kill_switch:
+                if self._source is _LOSS_LIMIT and not self._kill_switch:
                     events += self._move(
                         _ACTIVE,
                         _Source.NONE,
@@ -211,9 +216,11 @@ class RiskEngine:
                     )
         snapshot = ctx.portfolio
         start = snapshot.start_of_day_equity
-        if start <= 0:
+        if start <= ZERO:
             return events
         drop = start - snapshot.equity
+        if drop <= ZERO:  # no loss: below both limits, which are positive fractions of start
+            return events
         if drop >= self._halt_fraction * start:
             verdict, limit_name, limit = _HALTED, "daily_loss_halt_pct", self._halt_fraction
         elif drop >= self._reduce_fraction * start:
@@ -390,11 +397,11 @@ class RiskEngine:
         if sign > 0:
             working = pending_buy
             resulting = position + pending_buy + quantity
-            reducing = resulting <= 0
+            reducing = resulting <= ZERO
         else:
             working = pending_sell
             resulting = position - pending_sell - quantity
-            reducing = resulting >= 0
+            reducing = resulting >= ZERO
         if not reducing:
             if self._state is _REDUCING:
                 return DenyReason.TRADING_REDUCING, (
@@ -411,7 +418,7 @@ class RiskEngine:
         reference = snapshot.prices.get(symbol)
         if reference is None:
             return DenyReason.NO_REFERENCE_PRICE, f"no reference price for {symbol} in the portfolio snapshot"
-        if not reference.is_finite() or reference <= 0:
+        if not reference.is_finite() or reference <= ZERO:
             return (
                 DenyReason.NO_REFERENCE_PRICE,
                 f"reference price {reference} for {symbol} is not a positive number",
@@ -442,7 +449,7 @@ class RiskEngine:
                     )
 
         multiplier = instrument.multiplier
-        price = valuation_price(reference, command)
+        price = reference if limit_price is None and stop_price is None else valuation_price(reference, command)
         notional = quantity * price * multiplier
         if notional > self._max_order_notional:
             return DenyReason.MAX_ORDER_NOTIONAL, (
@@ -460,7 +467,8 @@ class RiskEngine:
                 )
 
         # Exposure the order adds on top of the position and the working orders.
-        before = added_units(position, pending_buy, pending_sell)
+        # With no working order on the symbol the working orders add nothing: added_units is 0.
+        before = ZERO if pending is None else added_units(position, pending_buy, pending_sell)
         if sign > 0:
             after = added_units(position, pending_buy + quantity, pending_sell)
         else:
@@ -468,7 +476,7 @@ class RiskEngine:
         added = after - before
         gross_added = ZERO
         cost = ZERO
-        if added > 0:
+        if added > ZERO:
             if book.unpriced is not None:
                 return DenyReason.NO_REFERENCE_PRICE, (
                     f"{book.unpriced} has no reference price, so gross exposure and buying power "
@@ -502,7 +510,7 @@ class RiskEngine:
             book.pending[symbol] = [quantity, ZERO] if sign > 0 else [ZERO, quantity]
         else:
             pending[0 if sign > 0 else 1] += quantity
-        if added > 0:
+        if added > ZERO:
             book.added_gross += gross_added
             book.buying_power_used += cost
         self._accepted_ids.add(client_order_id)

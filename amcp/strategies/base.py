@@ -41,12 +41,12 @@ class PriceHistory:
         "_aligned",
         "_buffer",
         "_count",
+        "_counts",
         "_flat",
         "_gather",
         "_head",
         "_row_steps",
         "capacity",
-        "counts",
         "n_symbols",
     )
 
@@ -57,7 +57,7 @@ class PriceHistory:
         self.n_symbols = n_symbols
         self._buffer: FloatArray = np.full((2 * capacity, n_symbols), np.nan)
         self._flat = self._buffer.reshape(-1)
-        self.counts: IntArray = np.zeros(n_symbols, dtype=np.int64)
+        self._counts: IntArray = np.zeros(n_symbols, dtype=np.int64)  # kept up to date once not aligned
         self._aligned = True
         self._count = 0  # every symbol's count while aligned
         # Once not aligned: flat index of each symbol's latest value (a row in the upper half).
@@ -75,11 +75,11 @@ class PriceHistory:
                 self._buffer[row] = values
                 self._buffer[row + cap] = values
                 self._count += 1
-                self.counts += 1
                 return
             if np.count_nonzero(absent) == n:
                 return
             self._aligned = False
+            self._counts.fill(self._count)
             self._head = ((self._count - 1) % cap + cap) * n + np.arange(n, dtype=np.int64)
         cap_n = cap * n
         head = self._head
@@ -88,7 +88,7 @@ class PriceHistory:
             np.subtract(head, cap_n, out=head, where=head >= 2 * cap_n)
             self._flat[head] = values
             self._flat[head - cap_n] = values
-            self.counts += 1
+            self._counts += 1
             return
         present = np.flatnonzero(~absent)
         moved = head[present] + n
@@ -97,7 +97,14 @@ class PriceHistory:
         chosen = values[present]
         self._flat[moved] = chosen
         self._flat[moved - cap_n] = chosen
-        self.counts[present] += 1
+        self._counts[present] += 1
+
+    @property
+    def counts(self) -> IntArray:
+        """How many values each symbol has had so far (read-only use)."""
+        if self._aligned:
+            self._counts.fill(self._count)
+        return self._counts
 
     def window(self, k: int) -> FloatArray:
         """Return each symbol's last ``k`` values, oldest first, as a ``(k, n_symbols)`` array.
@@ -165,7 +172,7 @@ class PriceHistory:
             )
         self._buffer[: self.capacity] = buffer
         self._buffer[self.capacity :] = buffer
-        self.counts[:] = counts
+        self._counts[:] = counts
         self._aligned = aligned
         self._count = int(state["count"])
         self._head = head.copy()

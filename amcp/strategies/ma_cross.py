@@ -29,6 +29,7 @@ import numpy as np
 
 from amcp._typing import BoolArray, FloatArray, IntArray
 from amcp.config import MovingAverageCrossConfig
+from amcp.domain._fast_init import keyword_constructor
 from amcp.domain.data import BarBatch
 from amcp.domain.enums import OrderSide, OrderType, TimeInForce
 from amcp.domain.messages import Intent, OrderIntent
@@ -36,6 +37,10 @@ from amcp.errors import DataError
 from amcp.strategies.base import PriceHistory, Strategy
 
 _ZERO = Decimal(0)
+# OrderIntent(...) for the hot path: the same message, without the class-call overhead.
+_new_order_intent = keyword_constructor(OrderIntent)
+_BUY, _SELL = OrderSide.BUY, OrderSide.SELL
+_MARKET, _DAY = OrderType.MARKET, TimeInForce.DAY
 
 
 class MovingAverageCross(Strategy):
@@ -44,6 +49,7 @@ class MovingAverageCross(Strategy):
     def __init__(self, config: MovingAverageCrossConfig, universe: tuple[str, ...]) -> None:
         super().__init__(config.id, universe)
         self.config = config
+        self._quantity = config.quantity
         n = len(self.universe)
         fast, slow = config.fast_bars, config.slow_bars
         self._fast = fast
@@ -61,6 +67,10 @@ class MovingAverageCross(Strategy):
         # backtrader's own SMAs by less: beyond twice that, the signs agree with exactly rounded
         # sums. Closer than that (ties and near-ties) the difference is recomputed exactly.
         self._tolerance_per_sum = 2.0 * (slow + 2) * float(np.finfo(np.float64).eps) * (1.0 + slow / fast)
+        # Array operands for the elementwise steps: numpy takes an array faster than a Python
+        # scalar, and multiplies or compares element by element just the same.
+        self._tolerance_factors: FloatArray = np.full(n, self._tolerance_per_sum)
+        self._zeros: FloatArray = np.zeros(n)
         # Last non-zero difference (NonZeroDifference); 0 or NaN until one exists: same meaning.
         self._nzd: FloatArray = np.zeros(n)
         self._tolerance: FloatArray = np.empty(n)
@@ -70,6 +80,7 @@ class MovingAverageCross(Strategy):
         self._cross: BoolArray = np.zeros(n, dtype=bool)
         self._nonzero: BoolArray = np.zeros(n, dtype=bool)
         self._sums[:] = np.nan
+        self._slow_sums, self._diff = self._sums  # row views; the product writes the rows in place
 
     # ------------------------------------------------------------------ cycle
     def on_bars(self, batch: BarBatch) -> list[Intent]:
@@ -79,28 +90,33 @@ class MovingAverageCross(Strategy):
         self._history.push(close, absent, all_present)
 
         diff = self._difference()  # NaN until the symbol has `slow` closes
+        zeros = self._zeros
         if not all_present:
-            np.copyto(diff, 0.0, where=absent)  # no bar: no cross, and nzd keeps its value
+            np.copyto(diff, zeros, where=absent)  # no bar: no cross, and nzd keeps its value
         nzd = self._nzd
         # A cross is a sign change against the last non-zero difference: nzd × diff < 0.
-        cross = np.less(np.multiply(nzd, diff, out=self._product), 0.0, out=self._cross)
-        np.not_equal(diff, 0.0, out=self._nonzero)
-        np.copyto(nzd, diff, where=self._nonzero)
-        if not np.count_nonzero(cross):
+        cross = np.less(np.multiply(nzd, diff, out=self._product), zeros, out=self._cross)
+        if diff.nonzero()[0].size == diff.size:  # the usual case (NaN is non-zero, as for !=)
+            nzd[...] = diff
+        else:
+            np.not_equal(diff, zeros, out=self._nonzero)
+            np.copyto(nzd, diff, where=self._nonzero)
+        crossed = cross.nonzero()[0]
+        if not crossed.size:
             return []
-        return self._orders(np.flatnonzero(cross), diff)
+        return self._orders(crossed, diff)
 
     def _difference(self) -> FloatArray:
         """Return slow × (fast SMA - slow SMA), with its sign as exactly rounded sums give it."""
         window = self._history.window(self._slow)
-        sums = np.matmul(self._weights, window, out=self._sums)
-        diff = sums[1]
-        tolerance = np.multiply(sums[0], self._tolerance_per_sum, out=self._tolerance)
+        np.dot(self._weights, window, out=self._sums)  # dgemm, as matmul, with less dispatch
+        diff = self._diff  # row 1 of the sums
+        tolerance = np.multiply(self._slow_sums, self._tolerance_factors, out=self._tolerance)
         magnitude = np.abs(diff, out=self._magnitude)
-        ambiguous = np.less_equal(magnitude, tolerance, out=self._ambiguous)
-        if np.count_nonzero(ambiguous):
+        ambiguous = np.less_equal(magnitude, tolerance, out=self._ambiguous).nonzero()[0]
+        if ambiguous.size:
             start = self._slow - self._fast
-            for i in np.flatnonzero(ambiguous).tolist():
+            for i in ambiguous.tolist():
                 column = window[:, i].tolist()
                 # Exactly backtrader's arithmetic: fsum(window) / period for each SMA.
                 diff[i] = math.fsum(column[start:]) / self._fast - math.fsum(column) / self._slow
@@ -109,30 +125,31 @@ class MovingAverageCross(Strategy):
     def _orders(self, crossed: IntArray, diff: FloatArray) -> list[Intent]:
         intents: list[Intent] = []
         sid, universe, positions = self.id, self.universe, self.positions
-        for i, up in zip(crossed.tolist(), (diff[crossed] > 0).tolist()):
+        for i in crossed.tolist():
+            up = diff.item(i) > 0
             symbol = universe[i]
             held = positions.get(symbol, _ZERO)
-            if up and held == 0:
+            if up and held == _ZERO:
                 intents.append(
-                    OrderIntent(
+                    _new_order_intent(
                         strategy_id=sid,
                         symbol=symbol,
-                        side=OrderSide.BUY,
-                        quantity=self.config.quantity,
-                        order_type=OrderType.MARKET,
-                        time_in_force=TimeInForce.DAY,
+                        side=_BUY,
+                        quantity=self._quantity,
+                        order_type=_MARKET,
+                        time_in_force=_DAY,
                         tag="ma cross up",
                     )
                 )
-            elif not up and held > 0:
+            elif not up and held > _ZERO:
                 intents.append(
-                    OrderIntent(
+                    _new_order_intent(
                         strategy_id=sid,
                         symbol=symbol,
-                        side=OrderSide.SELL,
+                        side=_SELL,
                         quantity=held,
-                        order_type=OrderType.MARKET,
-                        time_in_force=TimeInForce.DAY,
+                        order_type=_MARKET,
+                        time_in_force=_DAY,
                         tag="ma cross down",
                     )
                 )
