@@ -31,7 +31,7 @@ from amcp.domain.messages import (
     OrderFilled,
     TradingStateChanged,
 )
-from amcp.engine.clock import session_date
+from amcp.engine.clock import SessionDates
 from amcp.engine.invoker import Invoker
 from amcp.portfolio.snapshot import PortfolioSnapshot
 from amcp.risk.engine import RiskContext
@@ -84,6 +84,7 @@ class TradingKernel:
         self.session: date | None = None
         self.trading_state = TradingState.ACTIVE
         self.cycles_done = 0
+        self._session_dates = SessionDates()  # session_date, cycle after cycle
 
     # ------------------------------------------------------------------ checkpoint
     def state(self) -> dict[str, Any]:
@@ -123,7 +124,7 @@ class TradingKernel:
         plane, call, gather = self.plane, self.invoker.call, self.invoker.gather
         cycle = self.cycles_done
         ts = batch.ts_ns
-        today = session_date(ts)
+        today = self._session_dates.date_of(ts)
         new_session = today != self.session
         self.session = today
         log: list[Any] = []

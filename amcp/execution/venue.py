@@ -63,7 +63,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 from decimal import ROUND_FLOOR, Decimal
 
 from amcp.config import VenueConfig
@@ -85,6 +85,8 @@ from amcp.domain.messages import (
     SubmitOrder,
 )
 from amcp.domain.objects import to_decimal
+from amcp.engine.clock import NewYorkDays
+from amcp.engine.clock import new_york_date as _new_york_date  # noqa: F401 - the venue's day rule
 from amcp.errors import AmcpError, ExecutionError
 from amcp.execution.fees import AlpacaFeeModel
 from amcp.execution.latency import LatencyModel
@@ -214,7 +216,7 @@ class SimulatedVenue:
         self._index_symbols: tuple[str, ...] | None = None
         self._index: dict[str, int] = {}
         self._instruments: dict[str, Instrument] = {}  # instrument_for's answers, by symbol
-        self._days = _NewYorkDays()
+        self._days = NewYorkDays()
 
     # ------------------------------------------------------------------ commands
     def submit(self, commands: Sequence[SubmitOrder], ts_ns: int) -> list[OrderEvent]:
@@ -751,71 +753,3 @@ def _as_decimal(value: object) -> Decimal | None:
         return to_decimal(value)  # type: ignore[arg-type]
     except (AmcpError, TypeError, ValueError, ArithmeticError):
         return None
-
-
-def _new_york_date(ts_ns: int) -> date:
-    """Return the America/New_York calendar date of a UTC timestamp (US DST rules since 1987)."""
-    utc = _UNIX_EPOCH + timedelta(microseconds=ts_ns // 1000)
-    dst_start, dst_end = _daylight_time(utc.year)
-    dst = dst_start <= utc < dst_end
-    return (utc - timedelta(hours=4 if dst else 5)).date()
-
-
-def _daylight_time(year: int) -> tuple[datetime, datetime]:
-    """Return the UTC start and end of daylight saving time in New York in ``year`` (naive)."""
-    if year >= 2007:  # second Sunday of March to first Sunday of November, 2:00 local
-        start, end = _nth_sunday(year, 3, 2), _nth_sunday(year, 11, 1)
-    else:  # first Sunday of April to last Sunday of October
-        start, end = _nth_sunday(year, 4, 1), _nth_sunday(year, 10, 5)
-    return start + timedelta(hours=7), end + timedelta(hours=6)
-
-
-class _NewYorkDays:
-    """:func:`_new_york_date` for a stream of timestamps, in a few integer operations.
-
-    Remembers the stretch of constant UTC offset (standard or daylight time, within one UTC
-    year) that the last timestamp fell in; only a timestamp outside it computes the rules again.
-    """
-
-    __slots__ = ("_end_ns", "_offset_ns", "_start_ns")
-
-    def __init__(self) -> None:
-        self._start_ns = self._end_ns = self._offset_ns = 0  # an empty stretch
-
-    def date_of(self, ts_ns: int) -> date:
-        if not self._start_ns <= ts_ns < self._end_ns:
-            self._start_ns, self._end_ns, self._offset_ns = _offset_stretch(ts_ns)
-        return date.fromordinal(_UNIX_EPOCH_ORDINAL + (ts_ns - self._offset_ns) // _NS_PER_DAY)
-
-
-def _offset_stretch(ts_ns: int) -> tuple[int, int, int]:
-    """Return ``[start, end)`` in UTC ns around ``ts_ns`` where New York's UTC offset is constant,
-    and that offset (ns behind UTC), by the same rules as :func:`_new_york_date`."""
-    year = (_UNIX_EPOCH + timedelta(microseconds=ts_ns // 1000)).year
-    dst_start, dst_end = (_ns_since_epoch(moment) for moment in _daylight_time(year))
-    year_start, year_end = _ns_since_epoch(datetime(year, 1, 1)), _ns_since_epoch(datetime(year + 1, 1, 1))
-    if ts_ns < dst_start:
-        return year_start, dst_start, 5 * _NS_PER_HOUR
-    if ts_ns < dst_end:
-        return dst_start, dst_end, 4 * _NS_PER_HOUR
-    return dst_end, year_end, 5 * _NS_PER_HOUR
-
-
-def _ns_since_epoch(moment: datetime) -> int:
-    return (moment - _UNIX_EPOCH) // _MICROSECOND * 1000
-
-
-_UNIX_EPOCH = datetime(1970, 1, 1)
-_UNIX_EPOCH_ORDINAL = _UNIX_EPOCH.toordinal()
-_MICROSECOND = timedelta(microseconds=1)
-_NS_PER_HOUR = 3_600 * 10**9
-_NS_PER_DAY = 24 * _NS_PER_HOUR
-
-
-def _nth_sunday(year: int, month: int, n: int) -> datetime:
-    """Midnight of the n-th Sunday of a month (n=5 means the last one)."""
-    first = datetime(year, month, 1)
-    day = first + timedelta(days=(6 - first.weekday()) % 7 + 7 * (n - 1))
-    while day.month != month:
-        day -= timedelta(days=7)
-    return day

@@ -22,11 +22,14 @@ Conventions:
     * A position's mark is the symbol's last mark (:meth:`Portfolio.mark`,
       :meth:`Portfolio.mark_batch`); a symbol never marked is marked at its first fill's price.
 
-Speed: :meth:`Portfolio.mark_batch` does O(1) work for the universe (it keeps a reference to the
-batch and folds batches into float arrays lazily, vectorised) and converts to ``Decimal`` only
-the closes of symbols held. Totals (equity, exposure, buying power) are computed in one pass over
-the held positions and cached until the next fill or mark. Snapshot prices are a read-only
-mapping that converts a float close to ``Decimal`` only when a key is read.
+Speed: :meth:`Portfolio.mark_batch` does O(1) work for the universe (the mark book keeps a
+reference to the batch's closes and folds batches into float arrays lazily, vectorised; see
+:mod:`amcp.portfolio.marks`) and converts to ``Decimal`` only the closes of symbols held, in the
+same pass over the held positions that sums the totals (equity, exposure, buying power). The
+totals are cached until the next fill or mark. Snapshot prices are a read-only mapping that
+converts a float close to ``Decimal`` only when a key is read. The hot paths run their
+arithmetic in a private copy of :data:`LEDGER_CONTEXT` made current for the call, which is the
+same as ``localcontext(LEDGER_CONTEXT)`` without copying the context every time.
 """
 
 from __future__ import annotations
@@ -176,6 +179,7 @@ class Portfolio:
         self._positions: dict[str, Position] = {}  # every symbol ever traded, flat ones included
         self._open: dict[str, Position] = {}  # quantity != 0 only: the hot loops walk this
         self._open_quantities: dict[str, Decimal] = {}  # the same keys, in the same order
+        self._shorts: set[str] = set()  # the keys of short positions (negative market value)
         self._strategy_positions: dict[tuple[str, str], Decimal] = {}
         self._instruments: dict[str, Instrument] = {}
         self._options: dict[str, OptionContract] = {}  # those of them that are option contracts
@@ -314,6 +318,10 @@ class Portfolio:
         else:
             self._open.pop(symbol, None)
             self._open_quantities.pop(symbol, None)
+        if position.quantity < ZERO:
+            self._shorts.add(symbol)
+        else:
+            self._shorts.discard(symbol)
         key = (fill.strategy_id, symbol)
         strategy_quantity = self._strategy_positions.get(key, ZERO) + signed
         if strategy_quantity:
@@ -355,12 +363,12 @@ class Portfolio:
     def mark_batch(self, batch: BarBatch) -> None:
         """Mark every symbol with a positive close in ``batch`` at ``batch.ts_ns``.
 
-        Costs O(1) for the universe plus O(held positions): the batch is kept by reference and
-        folded into the float price arrays lazily and vectorised (at the next snapshot, the next
-        fill of a flat symbol, or every 64 batches); only held symbols' closes are converted to
-        ``Decimal`` now (``Decimal(repr(close))``, the float's shortest repr). Like every event,
-        the batch is immutable: its arrays must not be written after the call (row views of a
-        panel that is not modified are fine).
+        Costs O(1) for the universe plus O(held positions): the batch's closes are kept by
+        reference and folded into the float price arrays lazily and vectorised (every 64 batches,
+        or on a change of universe); only held symbols' closes are converted to ``Decimal`` now
+        (``Decimal(repr(close))``, the float's shortest repr), in the pass that also sums the
+        totals. Like every event, the batch is immutable: its arrays must not be written after
+        the call (row views of a panel that is not modified are fine).
 
         Raises:
             PortfolioError: if ``batch`` is not a ``BarBatch``.
@@ -512,7 +520,6 @@ class Portfolio:
         scaled = self._scaled_positions  # else every multiplier is ONE, and × 1 changes nothing
         values: list[Decimal] = []
         cost = ZERO
-        short = False
         saved = getcontext()
         setcontext(self._context)
         try:
@@ -526,13 +533,12 @@ class Portfolio:
                 value = position.quantity * position.last_price
                 if scaled:
                     value *= position.multiplier
-                if value < ZERO:
-                    short = True
                 values.append(value)
                 cost += position.cost_basis
             market_value = sum(values, ZERO)
-            # |value| is value itself when no position is short: the same sum, term for term.
-            gross = sum(map(abs, values), ZERO) if short else market_value
+            # Marks and multipliers are positive, so a value is negative exactly when the position
+            # is short; with none short, |value| is value itself: the same sum, term for term.
+            gross = sum(map(abs, values), ZERO) if self._shorts else market_value
             if self._options:
                 equity_gross, option_requirement = self._margin_sums(values)
             else:  # every position is an equity

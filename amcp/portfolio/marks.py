@@ -142,6 +142,12 @@ def _fold_into(close: FloatArray, ts: IntArray, seq: IntArray, pending: list[_Pe
             ts[valid] = batch_ts
             seq[valid] = batch_seq
         return
+    values, batch_ts, batch_seq = pending[-1]
+    if ((values > 0.0) & (values < math.inf)).all():  # the newest batch has every column: it wins
+        close[...] = values
+        ts[...] = batch_ts
+        seq[...] = batch_seq
+        return
     # One pass over all queued batches: each column takes its last valid close.
     stacked = np.stack([values for values, _, _ in pending])
     valid = (stacked > 0.0) & (stacked < math.inf)
