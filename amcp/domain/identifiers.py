@@ -83,10 +83,10 @@ def derive_client_order_id(strategy_id: str, ts_ns: int, sequence: int, symbol: 
     Returns:
         An id of the form ``<strategy>-<ts>-<seq>-<8 hex digest>``.
     """
+    strategy_text, ts_text, sequence_text = f"{strategy_id}", f"{ts_ns}", f"{sequence}"  # formatted once
     hasher = _BLAKE2B_4.copy()  # the same as hashlib.blake2b(data, digest_size=4), set up once
-    hasher.update(f"{strategy_id}|{ts_ns}|{sequence}|{symbol}".encode())
-    digest = hasher.hexdigest()
-    value = f"{strategy_id}-{ts_ns}-{sequence}-{digest}"
+    hasher.update(f"{strategy_text}|{ts_text}|{sequence_text}|{symbol}".encode())
+    value = f"{strategy_text}-{ts_text}-{sequence_text}-{hasher.hexdigest()}"
     if (
         type(strategy_id) is StrategyId  # validated when built: only allowed characters
         and type(ts_ns) is int

@@ -25,6 +25,7 @@ from amcp.domain.instruments import Instrument
 from amcp.domain.objects import CENT, round_to_increment
 
 _ZERO = Decimal(0)
+_SELL, _US_OPTION = OrderSide.SELL, AssetClass.US_OPTION
 _MILLION = Decimal(1_000_000)
 _ZERO_CENTS = Decimal("0.00")
 _NEGATIVE_ZERO_CENTS = Decimal("-0.00")
@@ -64,8 +65,8 @@ class AlpacaFeeModel(FeeConfig):
                 commission is charged once).
         """
         total = self.commission_per_order_usd if first_fill_of_order else _ZERO
-        is_sell = side is OrderSide.SELL
-        if instrument.asset_class is AssetClass.US_OPTION:
+        is_sell = side is _SELL
+        if instrument.asset_class is _US_OPTION:
             total += ceil_cent(quantity * self.option_fee_per_contract_usd)
             if is_sell:
                 total += ceil_cent(quantity * self.option_taf_per_contract_usd)

@@ -32,7 +32,7 @@ class LatencyModel:
         self._mean_ms = float(config.mean_ms)
         self._jitter_ms = float(config.jitter_ms)
         self._rng = np.random.default_rng(seed)
-        self._block: list[float] = []  # drawn, not yet used; the next sample is the last item
+        self._block: list[int] = []  # drawn and converted, not yet used; the next is the last item
 
     def sample_ns(self) -> int:
         """Return the next delay in nanoseconds (>= 0).
@@ -42,6 +42,6 @@ class LatencyModel:
         """
         block = self._block
         if not block:
-            block.extend(reversed(self._rng.normal(self._mean_ms, self._jitter_ms, size=BLOCK).tolist()))
-        delay_ms = block.pop()
-        return round(max(delay_ms, 0.0) * NANOS_PER_MILLI)
+            draws_ms = self._rng.normal(self._mean_ms, self._jitter_ms, size=BLOCK).tolist()
+            block.extend(round(max(delay_ms, 0.0) * NANOS_PER_MILLI) for delay_ms in reversed(draws_ms))
+        return block.pop()

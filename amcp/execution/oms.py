@@ -80,6 +80,8 @@ class OrderManager:
 
     def book_view(self) -> tuple[list[SubmitOrder], dict[tuple[str, str], Decimal]]:
         """Working orders' commands and pending quantities, in one call (one actor hop)."""
+        if not self._working:  # the usual case once the cycle's fills are in: nothing working
+            return [], {}
         return self.open_commands(), self.pending_quantities()
 
     # ------------------------------------------------------------------ commands

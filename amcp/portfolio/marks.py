@@ -7,9 +7,10 @@ recently applied one wins. A float close is read as ``Decimal(repr(close))``, it
 Speed: a batch is only queued (its close array, by reference) when it is marked. Queued batches
 are folded into the float arrays, vectorised, every :data:`MAX_PENDING_BATCHES` batches; a
 lookup in between takes the newest valid close among the queued batches (usually the newest
-one), then the arrays. A snapshot's view captures the arrays and a tuple of the queued batches,
-so taking a snapshot costs no array work; the arrays and the exact-mark dict are copied on
-write once a view shares them.
+one), then the arrays. A snapshot's view captures the arrays and the queue as it is (the queue
+is only appended to, and a fold starts a new one, so the view keeps the list and its length),
+so taking a snapshot costs no array work and no copy; the arrays and the exact-mark dict are
+copied on write once a view shares them.
 """
 
 from __future__ import annotations
@@ -85,13 +86,17 @@ class MarkBook:
 
     def get(self, symbol: str) -> tuple[Decimal, int] | None:
         """Return ``(price, ts_ns)`` of ``symbol``'s last mark, or None if never marked."""
-        return _lookup(symbol, self._index, self._close, self._ts, self._seq, self._exact, self._pending)
+        pending = self._pending
+        return _lookup(symbol, self._index, self._close, self._ts, self._seq, self._exact, pending, len(pending))
 
     def views(self) -> tuple[PriceMarks, PriceMarkTimes]:
         """Return immutable views of the marks as they are now (no copy until the next write)."""
         self._arrays_shared = self._exact_shared = True
+        # The pending list is only ever appended to (a fold starts a new one), so the view can
+        # share it: it reads the entries there now, the first len(pending).
+        pending = self._pending
         state = MarkState(
-            self._symbols, self._index, self._close, self._ts, self._seq, self._exact, tuple(self._pending)
+            self._symbols, self._index, self._close, self._ts, self._seq, self._exact, pending, len(pending)
         )
         return PriceMarks(state), PriceMarkTimes(state)
 
@@ -166,13 +171,18 @@ def _lookup(
     ts: IntArray,
     seq: IntArray,
     exact: dict[str, _Exact],
-    pending: list[_Pending] | tuple[_Pending, ...],
+    pending: list[_Pending],
+    count: int,
 ) -> tuple[Decimal, int] | None:
-    """The last mark of ``symbol``: the newer of its batch close and its explicit mark."""
+    """The last mark of ``symbol``: the newer of its batch close and its explicit mark.
+
+    Only the first ``count`` entries of ``pending`` are read.
+    """
     entry = exact.get(symbol)
     i = index.get(symbol)
     if i is not None:
-        for values, batch_ts, batch_seq in reversed(pending):  # newest first
+        for k in range(count - 1, -1, -1):  # newest first
+            values, batch_ts, batch_seq = pending[k]
             value = values.item(i)
             if 0.0 < value < math.inf:
                 if entry is None or batch_seq > entry[2]:
@@ -187,9 +197,13 @@ def _lookup(
 
 
 class MarkState:
-    """The marks as one snapshot saw them. Never mutated; pickles with its batches folded."""
+    """The marks as one snapshot saw them. Never mutated; pickles with its batches folded.
 
-    __slots__ = ("_found", "_keys", "close", "columns", "exact", "pending", "seq", "symbols", "ts")
+    ``pending`` may be the mark book's own list of queued batches, which only grows: the state
+    reads its first ``count`` entries, the ones queued when the snapshot was taken.
+    """
+
+    __slots__ = ("_found", "_keys", "close", "columns", "count", "exact", "pending", "seq", "symbols", "ts")
 
     def __init__(
         self,
@@ -199,7 +213,8 @@ class MarkState:
         ts: IntArray,
         seq: IntArray,
         exact: dict[str, _Exact],
-        pending: tuple[_Pending, ...] = (),
+        pending: list[_Pending] | None = None,
+        count: int = 0,
     ) -> None:
         self.symbols = symbols
         self.columns = columns
@@ -207,24 +222,27 @@ class MarkState:
         self.ts = ts
         self.seq = seq
         self.exact = exact
-        self.pending = pending
+        self.pending = [] if pending is None else pending
+        self.count = count
         self._keys: list[str] | None = None
         self._found: dict[str, tuple[Decimal, int]] = {}  # lookups so far (the state never changes)
 
     def lookup(self, symbol: str) -> tuple[Decimal, int] | None:
         found = self._found.get(symbol)
         if found is None:
-            found = _lookup(symbol, self.columns, self.close, self.ts, self.seq, self.exact, self.pending)
+            found = _lookup(
+                symbol, self.columns, self.close, self.ts, self.seq, self.exact, self.pending, self.count
+            )
             if found is not None:
                 self._found[symbol] = found
         return found
 
     def folded(self) -> tuple[FloatArray, IntArray, IntArray]:
         """Return the arrays with the queued batches folded in (fresh copies if there are any)."""
-        if not self.pending:
+        if not self.count:
             return self.close, self.ts, self.seq
         close, ts, seq = self.close.copy(), self.ts.copy(), self.seq.copy()
-        _fold_into(close, ts, seq, self.pending)
+        _fold_into(close, ts, seq, self.pending[: self.count])
         return close, ts, seq
 
     def keys(self) -> list[str]:
