@@ -21,13 +21,24 @@ ConfigT = TypeVar("ConfigT")
 EXIT_BAD_INPUT = 2
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (0 or a negative count is refused, not ignored)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_args(description: str, default_config: str, argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default=default_config, help=f"YAML config file (default: {default_config})")
     parser.add_argument("--run-id", default=None, help="run id (default: <run.name>-<UTC timestamp>)")
     parser.add_argument("--output-dir", default=None,
                         help="folder for run folders, overriding run.output_dir (use an absolute path under ray job submit)")
-    parser.add_argument("--max-cycles", type=int, default=None, help="stop after this many cycles (a short slice)")
+    parser.add_argument("--max-cycles", type=positive_int, default=None, help="stop after this many cycles (a short slice)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or table: only the JSON summary")
     return parser.parse_args(argv)
 

@@ -8,7 +8,7 @@ intents are on disk before the cycle sends them.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 
@@ -90,8 +90,3 @@ class Journal:
     def close(self) -> None:
         self._engine.dispose()
 
-
-def record_all(journal: Journal | None, messages: Iterable[Any], cycle: int) -> None:
-    """Record messages if a journal is configured (the backtest runs without one)."""
-    if journal is not None:
-        journal.record(list(messages), cycle)

@@ -111,3 +111,11 @@ def test_trade_job_bad_config_fails_before_ray_without_traceback(tmp_path: Path)
     assert done.returncode == 2
     assert "ray.bogus: Extra inputs are not permitted" in done.stderr and "Traceback" not in done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["ok"] is False
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "ten"])
+def test_bad_max_cycles_is_refused_not_ignored(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        backtest.main(["--config", str(ROOT / "configs/backtest.yaml"), "--max-cycles", bad])
+    assert info.value.code == 2
+    assert "--max-cycles" in capsys.readouterr().err
