@@ -1,0 +1,1 @@
+"""Option pricing models (Black-Scholes-Merton) on numpy arrays."""
