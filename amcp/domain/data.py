@@ -1,4 +1,4 @@
-"""Market data events: single bars and quotes, and the cross-sectional ``BarBatch``.
+"""Market data events: single bars, quotes and trades, and the cross-sectional ``BarBatch``.
 
 A cycle of the trading plane consumes one ``BarBatch``: every symbol's bar for one timestamp,
 as aligned numpy arrays (NaN where a symbol has no bar). Batching keeps the hot path to one
@@ -35,6 +35,27 @@ class Bar:
     low: float
     close: float
     volume: float
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One print on the tape.
+
+    Attributes:
+        symbol: ticker (or OCC option symbol).
+        ts_ns: execution time, UTC nanoseconds since the epoch.
+        price: price per share (or per option contract unit), in the instrument's currency.
+        size: shares (or contracts) traded.
+        exchange: the venue's one-letter code as the vendor gives it (e.g. ``"V"`` for IEX).
+        trade_id: the venue's trade id, unique per symbol and day.
+    """
+
+    symbol: str
+    ts_ns: int
+    price: float
+    size: float
+    exchange: str
+    trade_id: int
 
 
 @dataclass(frozen=True, slots=True, eq=False)
