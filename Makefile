@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= configs/paper.yaml
 
-.PHONY: run test test-fast backtest bench clean-venv cluster-up cluster-submit cluster-down
+.PHONY: run test test-fast backtest ingest bench clean-venv cluster-up cluster-submit cluster-down
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ run: $(STAMP)
 
 backtest: $(STAMP)
 	$(PY) -m pipelines.backtest --config configs/backtest.yaml
+
+ingest: $(STAMP)
+	$(PY) -m pipelines.ingest --config configs/ingest.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest

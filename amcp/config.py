@@ -6,6 +6,8 @@ offending value. Secrets never come from YAML (they come from the environment or
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -33,8 +35,47 @@ class RunConfig(_Model):
     output_dir: str = Field("runs", min_length=1, description="folder (or fsspec URL) for run folders")
 
 
+class StoreConfig(_Model):
+    """Where the Parquet market-data store lives: a folder, or an S3 bucket (AWS or MinIO).
+
+    Credentials never come from YAML: ``key_env`` and ``secret_env`` name the environment
+    variables that hold them (read when the store is opened).
+    """
+
+    url: str = Field("data/store", min_length=1, description="store root: a folder or fsspec URL, e.g. s3://bucket/prefix")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint, e.g. http://127.0.0.1:9000 for MinIO")
+    region: str | None = Field(None, description="S3 region, if the server needs one")
+    key_env: str = Field("AWS_ACCESS_KEY_ID", min_length=1, description="environment variable holding the S3 access key")
+    secret_env: str = Field("AWS_SECRET_ACCESS_KEY", min_length=1, description="environment variable holding the S3 secret")
+    anon: bool = Field(False, description="anonymous S3 access (public buckets)")
+
+    def storage_options(self, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """fsspec options for :attr:`url` (empty for a local folder)."""
+        if not self.url.startswith(("s3://", "s3a://")):
+            return {}
+        env = os.environ if environ is None else environ
+        options: dict[str, Any] = {"anon": self.anon}
+        key, secret = env.get(self.key_env), env.get(self.secret_env)
+        if key and secret and not self.anon:
+            options["key"], options["secret"] = key, secret
+        client_kwargs: dict[str, Any] = {}
+        if self.endpoint_url:
+            options["endpoint_url"] = self.endpoint_url
+        if self.region:
+            client_kwargs["region_name"] = self.region
+        if client_kwargs:
+            options["client_kwargs"] = client_kwargs
+        return options
+
+
 class DataConfig(_Model):
-    path: str = Field(..., min_length=1, description="Parquet file of daily bars (symbol, date, OHLCV)")
+    """Daily bars for a backtest or paper run: a Parquet file (``path``) or the store (``store``)."""
+
+    path: str | None = Field(None, min_length=1, description="Parquet file of daily bars (symbol, date, OHLCV)")
+    store: StoreConfig | None = Field(None, description="read equities/daily from this market-data store instead")
+    adjustment: Literal["raw", "split", "all"] = Field(
+        "all", description="store reads: apply splits (split) or splits and dividends (all) from the store's corporate actions"
+    )
     symbols: tuple[str, ...] = Field((), description="symbols to load; empty loads every symbol in the file")
     start: date | None = None
     end: date | None = None
@@ -49,6 +90,8 @@ class DataConfig(_Model):
     def _range(self) -> DataConfig:
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}")
+        if (self.path is None) == (self.store is None):
+            raise ValueError("give exactly one of path (a Parquet file) or store (the market-data store)")
         return self
 
 
@@ -195,6 +238,62 @@ class JournalConfig(_Model):
     url: str | None = Field(None, description="SQLAlchemy URL; null writes journal.sqlite in the run folder")
 
 
+class FileSourceConfig(_Model):
+    """Ingest bars from a CSV or Parquet file (a local path or fsspec URL)."""
+
+    kind: Literal["file"] = "file"
+    path: str = Field(..., min_length=1)
+    timeframe: Literal["1Day", "1Min"] = Field("1Day", description="1Day: a date column; 1Min: UTC timestamps")
+    symbol: str | None = Field(None, description="the symbol of a single-symbol file without a symbol column")
+    symbols: tuple[str, ...] = Field((), description="ingest only these symbols; empty ingests every symbol")
+
+
+class AlpacaSourceConfig(_Model):
+    """Ingest from Alpaca's historical market-data API (alpaca-py).
+
+    The API key pair is read from the environment variables named by ``key_env``/``secret_env``.
+    """
+
+    kind: Literal["alpaca"] = "alpaca"
+    symbols: tuple[str, ...] = Field(..., min_length=1)
+    start: date
+    end: date | None = Field(None, description="last day to fetch; null means today")
+    timeframe: Literal["1Day", "1Min"] = "1Day"
+    feed: Literal["iex", "sip"] | None = Field(None, description="null uses the account's default feed")
+    url_override: str | None = Field(None, description="market-data API base URL (a local Alpaca-compatible server)")
+    key_env: str = Field("APCA_API_KEY_ID", min_length=1)
+    secret_env: str = Field("APCA_API_SECRET_KEY", min_length=1)
+    rate_limit_per_minute: float = Field(200.0, gt=0, description="client-side limit on requests (Alpaca allows 200/min)")
+    max_retries: int = Field(5, ge=0, description="retries of a request after a 429, a 5xx or a dropped connection")
+    chunk_days: int = Field(365, ge=1, description="days per request window: the unit of resume after a crash")
+    corporate_actions: bool = Field(True, description="also ingest splits and dividends for the symbols")
+    option_underlyings: tuple[str, ...] = Field((), description="also snapshot the option chain of these underlyings")
+
+    @model_validator(mode="after")
+    def _range(self) -> AlpacaSourceConfig:
+        if self.end and self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        return self
+
+
+IngestSourceConfig = Annotated[FileSourceConfig | AlpacaSourceConfig, Field(discriminator="kind")]
+
+
+class IngestQualityConfig(_Model):
+    policy: Literal["repair", "quarantine", "strict"] = Field(
+        "repair",
+        description="repair: fix or drop bad rows; quarantine: set bad rows aside unchanged; strict: fail the symbol",
+    )
+    max_abs_return: float = Field(1.0, gt=0, description="a close-to-close move larger than this is reported as an outlier")
+
+
+class IngestRayConfig(_Model):
+    address: str | None = Field(None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
+    symbols_per_task: int = Field(10, ge=1, description="symbols one Ray task ingests")
+    max_tasks_in_flight: int = Field(8, ge=1)
+    task_num_cpus: NonNegativeFloat = Field(1.0, description="CPUs reserved per ingest task")
+
+
 # --------------------------------------------------------------------------- jobs
 
 
@@ -235,6 +334,17 @@ class TradeConfig(_JobConfig):
     journal: JournalConfig = JournalConfig()
 
 
+class IngestConfig(_Model):
+    """``configs/ingest.yaml``: load bars into the market-data store (files or Alpaca)."""
+
+    kind: Literal["ingest"] = "ingest"
+    run: RunConfig = RunConfig(name="ingest")
+    store: StoreConfig = StoreConfig()
+    source: IngestSourceConfig
+    quality: IngestQualityConfig = IngestQualityConfig()
+    ray: IngestRayConfig = IngestRayConfig()
+
+
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
@@ -255,7 +365,7 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-_UNION_TAGS = {"momentum", "mean_reversion", "ma_cross"}
+_UNION_TAGS = {"momentum", "mean_reversion", "ma_cross", "file", "alpaca"}
 
 
 def parse_config(data: Any, model: type[ConfigT], source: str = "<config>") -> ConfigT:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +57,23 @@ def guarded(job: Callable[[], int]) -> int:
         return job()
     except AmcpError as exc:
         return fail(str(exc))
+
+
+def connect_ray(address: str | None, namespace: str) -> bool:
+    """Connect to ``address``/RAY_ADDRESS or start a local Ray; return whether we started it."""
+    import ray
+
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    if ray.is_initialized():
+        return False
+    ray.init(
+        address=target,
+        namespace=namespace,
+        include_dashboard=False if target is None else None,
+        log_to_driver=True,
+        configure_logging=False,
+    )
+    return target is None
 
 
 def new_run_id(name: str) -> str:

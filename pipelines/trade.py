@@ -17,31 +17,13 @@ ends with a one-line JSON summary on stdout. Bad config or data: exit code 2, a 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from amcp.config import TradeConfig
-from pipelines._common import finish, guarded, load_config_and_data, new_run_id, parse_args
-
-
-def _connect(address: str | None, namespace: str) -> bool:
-    """Connect to ``address``/RAY_ADDRESS or start a local Ray; return whether we started it."""
-    import ray
-
-    target = address or os.environ.get("RAY_ADDRESS") or None
-    if ray.is_initialized():
-        return False
-    ray.init(
-        address=target,
-        namespace=namespace,
-        include_dashboard=False if target is None else None,
-        log_to_driver=True,
-        configure_logging=False,
-    )
-    return target is None
+from pipelines._common import connect_ray, finish, guarded, load_config_and_data, new_run_id, parse_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(config.run.output_dir) / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         journal_url = config.journal.url or f"sqlite:///{(run_dir / 'journal.sqlite').resolve()}"
-        started = _connect(config.ray.address, config.ray.namespace)
+        started = connect_ray(config.ray.address, config.ray.namespace)
         try:
             orchestrator = get_or_create_orchestrator(config, ray.put(panel), run_id, journal_url)
             recorder = RunRecorder()

@@ -193,9 +193,13 @@ def load_daily_bars(config: DataConfig) -> tuple[BarPanel, QualityReport]:
             a non-numeric price or volume column, names unknown symbols, has no rows after the
             filters, or (policy ``strict``) has defects.
     """
-    source = config.path
     wanted = tuple(dict.fromkeys(config.symbols))
-    table = _read_table(source, wanted, config.start, config.end)
+    if config.store is not None:
+        source = f"{config.store.url} (equities/daily)"
+        table = _read_store(config, wanted)
+    else:
+        source = str(config.path)
+        table = _read_table(source, wanted, config.start, config.end)
     rows = _to_rows(table, source, wanted, config.start, config.end)
     clean, report = check_quality(
         rows, policy=config.quality_policy, max_abs_return=config.max_abs_return, source=source
@@ -237,6 +241,32 @@ def read_bar_frame(
 
 
 # --------------------------------------------------------------------------- reading
+
+
+def _read_store(config: DataConfig, symbols: tuple[str, ...]) -> pa.Table:
+    """Daily bars from the market-data store, adjusted per ``config.adjustment``, as a
+    (symbol, date, OHLCV) table like a bar file's."""
+    from amcp.data.calendar import day_of_ns
+    from amcp.data.corporate_actions import adjust_bars
+    from amcp.data.store import MarketDataStore
+
+    if config.store is None:
+        raise DataError("data.store is not set")
+    store = MarketDataStore(config.store.url, storage_options=config.store.storage_options())
+    bars = store.read("equities/daily", symbols or None, config.start, config.end)
+    if config.adjustment != "raw" and bars.num_rows:
+        wanted = symbols or tuple(pc.unique(bars.column("symbol")).to_pylist())
+        actions = store.read("reference/corporate_actions", wanted)
+        if actions.num_rows:
+            bars = adjust_bars(bars, actions, config.adjustment)
+    days = day_of_ns(bars.column("ts").cast(pa.int64()).to_numpy())
+    return pa.table(
+        {
+            "symbol": bars.column("symbol"),
+            "date": pa.array(days, pa.date32()),
+            **{name: bars.column(name) for name in _FIELDS},
+        }
+    )
 
 
 def _read_table(source: str, symbols: tuple[str, ...], start: date | None, end: date | None) -> pa.Table:
