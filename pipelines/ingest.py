@@ -10,7 +10,8 @@ Sources: a CSV/Parquet file (``source.kind: file``) or Alpaca's historical API
 in (repair, quarantine or strict), writes idempotently, and reports per symbol. Alpaca requests
 from all tasks share one token bucket (a Ray actor, ``rate_limit_per_minute``), and a rerun after
 a crash resumes at the first unfinished window (``--restart`` starts over). Ends with a one-line
-JSON summary: rows written, symbols, failures with reasons. Exit code 0 when every symbol
+JSON summary: rows written, symbols, failures with reasons; the per-symbol report (rows and
+defects of every symbol) goes to ``runs/<run-id>/ingest_report.json``. Exit code 0 when every symbol
 succeeded, 1 when some failed (the rest are stored), 2 for a bad config or input file.
 """
 
@@ -23,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -42,7 +44,7 @@ from amcp.data.ingest import (
     summarize,
 )
 from amcp.errors import ConfigError
-from pipelines._common import connect_ray, guarded
+from pipelines._common import connect_ray, guarded, new_run_id
 
 EXIT_PARTIAL = 1
 
@@ -275,8 +277,15 @@ def main(argv: list[str] | None = None) -> int:
                 ray.shutdown()
         summary = summarize(results)
         failures = summary["failures"]
-        out = {"ok": not failures, "job": "ingest", "source": config.source.kind, "store": config.store.url,
-               **extra, **summary, "elapsed_s": round(time.perf_counter() - started_at, 3)}
+        run_id = new_run_id(config.run.name)
+        report = Path(config.run.output_dir) / run_id / "ingest_report.json"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps({"run_id": run_id, **extra, **summary,
+                                      "per_symbol": [r.to_dict() for r in sorted(results, key=lambda r: (r.kind, r.symbol))]},
+                                     indent=1, default=str))
+        out = {"ok": not failures, "job": "ingest", "run_id": run_id, "source": config.source.kind,
+               "store": config.store.url, **extra, **summary, "report": str(report),
+               "elapsed_s": round(time.perf_counter() - started_at, 3)}
         if not args.quiet:
             print(f"ingest: {summary['symbols']} symbols, {summary['rows_written']} rows written, "
                   f"{summary['rows_replaced']} replaced, {summary['rows_quarantined']} quarantined, "

@@ -247,18 +247,14 @@ def _read_store(config: DataConfig, symbols: tuple[str, ...]) -> pa.Table:
     """Daily bars from the market-data store, adjusted per ``config.adjustment``, as a
     (symbol, date, OHLCV) table like a bar file's."""
     from amcp.data.calendar import day_of_ns
-    from amcp.data.corporate_actions import adjust_bars
+    from amcp.data.catalog import MarketDataCatalog
     from amcp.data.store import MarketDataStore
 
     if config.store is None:
         raise DataError("data.store is not set")
     store = MarketDataStore(config.store.url, storage_options=config.store.storage_options())
-    bars = store.read("equities/daily", symbols or None, config.start, config.end)
-    if config.adjustment != "raw" and bars.num_rows:
-        wanted = symbols or tuple(pc.unique(bars.column("symbol")).to_pylist())
-        actions = store.read("reference/corporate_actions", wanted)
-        if actions.num_rows:
-            bars = adjust_bars(bars, actions, config.adjustment)
+    bars = MarketDataCatalog(store).bars(symbols or None, config.start, config.end, adjustment=config.adjustment,
+                                         columns=("symbol", "ts", *_FIELDS))
     days = day_of_ns(bars.column("ts").cast(pa.int64()).to_numpy())
     return pa.table(
         {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,31 @@ class StoreReplayFeed:
         self._position = 0
         self._started_at: float | None = None
         self._stopped = False
+
+    @classmethod
+    def from_store(
+        cls,
+        store_url: str,
+        symbols: Sequence[str] | None,
+        start: Any = None,
+        end: Any = None,
+        *,
+        kind: str = "equities/intraday",
+        adjustment: str = "raw",
+        storage_options: Mapping[str, Any] | None = None,
+        speed: float = 0.0,
+    ) -> StoreReplayFeed:
+        """A replay of the store's bars of ``kind`` for ``symbols`` from ``start`` to ``end``.
+
+        Takes a URL rather than a store so that it can be built where it runs (inside a Ray
+        actor: ``LiveMarketDataActor.remote(partial(StoreReplayFeed.from_store, url, ...))``).
+        """
+        from amcp.data.catalog import MarketDataCatalog
+        from amcp.data.store import MarketDataStore
+
+        store = MarketDataStore(store_url, storage_options=storage_options)
+        bars = MarketDataCatalog(store).bars(symbols, start, end, kind=kind, adjustment=adjustment)  # type: ignore[arg-type]
+        return cls(bars.sort_by([("ts", "ascending"), ("symbol", "ascending")]), speed=speed)
 
     def __len__(self) -> int:
         return int(self._ts.size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from amcp.backtest.engine import BacktestEngine
 from amcp.config import BacktestConfig, parse_config
 from amcp.data.bars import load_daily_bars
+from amcp.data.ingest import Quarantine
 from amcp.data.schemas import CORPORATE_ACTION_SCHEMA
 from amcp.data.store import MarketDataStore
 from amcp.data.synthetic import generate_daily_bars, generate_option_chains
@@ -36,6 +38,7 @@ def _run(tmp_path, config: dict, capsys, *extra: str) -> tuple[int, dict]:
 def _file_config(store_url: str, policy: str = "repair") -> dict:
     return {
         "kind": "ingest",
+        "run": {"name": "ingest-test", "output_dir": store_url + "-runs"},
         "store": {"url": store_url},
         "source": {"kind": "file", "path": SAMPLE, "symbols": SYMBOLS},
         "quality": {"policy": policy},
@@ -54,6 +57,10 @@ def test_file_ingest_is_idempotent_and_feeds_the_same_backtest(ray_local, tmp_pa
     assert first["rows_written"] == store.read("equities/daily").num_rows
     # EIX carries the sample's decimal-shift bad prints: repaired on the way in, and reported
     assert first["quality"].get("bad_print", 0) > 0
+    report = json.loads(open(first["report"]).read())
+    per_symbol = {r["symbol"]: r for r in report["per_symbol"]}
+    assert set(per_symbol) == set(SYMBOLS) and per_symbol["EIX"]["quality"].get("bad_print", 0) > 0
+    assert sum(r["rows_written"] for r in per_symbol.values()) == first["rows_written"]
 
     code, second = _run(tmp_path, config, capsys)
     assert code == 0 and second["rows_written"] == 0 and second["rows_replaced"] == first["rows_written"]
@@ -108,6 +115,7 @@ def test_alpaca_ingest_fans_out_survives_429s_and_resumes(ray_local, tmp_path, c
         server.add_corporate_actions(actions)
         config = {
             "kind": "ingest",
+            "run": {"output_dir": str(tmp_path / "runs")},
             "store": {"url": store_url},
             "source": {"kind": "alpaca", "symbols": ["AAA", "BBB", "CCC"], "start": "2014-01-01", "end": "2016-12-31",
                        "url_override": server.url, "key_env": "TEST_ALPACA_KEY", "secret_env": "TEST_ALPACA_SECRET",
@@ -142,7 +150,29 @@ def test_alpaca_ingest_fans_out_survives_429s_and_resumes(ray_local, tmp_path, c
 
 def test_alpaca_ingest_without_keys_exits_2(ray_local, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
-    config = {"kind": "ingest", "store": {"url": str(tmp_path / "s")},
+    config = {"kind": "ingest", "run": {"output_dir": str(tmp_path / "runs")}, "store": {"url": str(tmp_path / "s")},
               "source": {"kind": "alpaca", "symbols": ["AAA"], "start": "2016-01-01", "key_env": "NO_SUCH_KEY_VAR"}}
     code, summary = _run(tmp_path, config, capsys)
     assert code == 2 and "NO_SUCH_KEY_VAR" in summary["error"]
+
+
+@pytest.mark.slow
+def test_the_whole_shared_daily_file_ingests_with_every_bad_row_quarantined(ray_local, tmp_path, capsys,
+                                                                           shared_daily) -> None:
+    import pandas as pd
+
+    frame = pd.read_parquet(shared_daily, columns=["symbol", "open", "high", "low", "close"])
+    o, h, l, c = (frame[k].to_numpy() for k in ("open", "high", "low", "close"))
+    inconsistent = int(((h < l) | (h < np.maximum(o, c)) | (l > np.minimum(o, c))).sum())
+    config = {"kind": "ingest", "run": {"output_dir": str(tmp_path / "runs")}, "store": {"url": str(tmp_path / "s")},
+              "source": {"kind": "file", "path": str(shared_daily)}, "quality": {"policy": "quarantine"},
+              "ray": {"symbols_per_task": 100, "max_tasks_in_flight": 2}}
+    code, summary = _run(tmp_path, config, capsys)
+    assert code == 0 and summary["symbols"] == frame["symbol"].nunique()
+    assert summary["rows_in"] == len(frame)
+    assert summary["rows_written"] + summary["rows_quarantined"] == len(frame)
+    assert summary["rows_quarantined"] == inconsistent > 0
+    assert summary["quality"]["outlier_return"] > 0 and summary["quality"]["missing_session"] > 0
+    held = Quarantine(str(tmp_path / "s"), None, summary["job_key"]).read("equities/daily")
+    assert held.num_rows == inconsistent
+    assert MarketDataStore(str(tmp_path / "s")).read("equities/daily", columns=["close"]).num_rows == summary["rows_written"]

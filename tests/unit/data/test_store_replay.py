@@ -153,3 +153,21 @@ def test_bad_table_is_refused_naming_the_problem(table: pa.Table, problem: str) 
 def test_bad_speed_is_refused(speed: float) -> None:
     with pytest.raises(DataError, match="speed"):
         StoreReplayFeed([], speed=speed)
+
+
+def test_from_store_replays_stored_bars_in_time_then_symbol_order(tmp_path) -> None:
+    from datetime import date
+
+    from amcp.data.store import MarketDataStore
+    from amcp.data.synthetic import generate_minute_bars
+
+    minutes = generate_minute_bars(2, date(2016, 6, 1), date(2016, 6, 2), seed=4)
+    MarketDataStore(str(tmp_path / "s")).write("equities/intraday", minutes)
+    feed = StoreReplayFeed.from_store(str(tmp_path / "s"), None, "2016-06-02", "2016-06-02")
+    feed.start()
+    events = feed.drain()
+    ts = minutes.column("ts").cast(pa.int64()).to_numpy()
+    assert len(events) == int((ts >= events[0].ts_ns).sum()) > 0
+    assert int((ts < events[0].ts_ns).sum()) > 0  # day one was not replayed
+    assert [(e.ts_ns, e.symbol) for e in events] == sorted((e.ts_ns, e.symbol) for e in events)
+    assert {e.symbol for e in events} == {"S0000", "S0001"}
