@@ -258,7 +258,9 @@ class AlpacaSourceConfig(_Model):
     symbols: tuple[str, ...] = Field(..., min_length=1)
     start: date
     end: date | None = Field(None, description="last day to fetch; null means today")
-    timeframe: Literal["1Day", "1Min"] = "1Day"
+    timeframe: Literal["1Day", "1Min", "tick"] = Field(
+        "1Day", description="1Day → equities/daily, 1Min → equities/intraday, tick (trades) → equities/tick"
+    )
     feed: Literal["iex", "sip"] | None = Field(None, description="null uses the account's default feed")
     url_override: str | None = Field(None, description="market-data API base URL (a local Alpaca-compatible server)")
     key_env: str = Field("APCA_API_KEY_ID", min_length=1)

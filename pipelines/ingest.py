@@ -48,7 +48,7 @@ from pipelines._common import connect_ray, guarded, new_run_id
 
 EXIT_PARTIAL = 1
 
-_KIND_OF_TIMEFRAME = {"1Day": "equities/daily", "1Min": "equities/intraday"}
+_KIND_OF_TIMEFRAME = {"1Day": "equities/daily", "1Min": "equities/intraday", "tick": "equities/tick"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,6 +87,8 @@ def _alpaca_task(url: str, options: dict[str, Any], source_args: dict[str, Any],
     quarantine = Quarantine(url, options, key) if quality.policy == "quarantine" else None
 
     def fetch(symbol: str, lo: date, hi: date) -> pa.Table:
+        if timeframe == "tick":
+            return source.trades([symbol], lo, hi)
         return source.bars([symbol], lo, hi, timeframe=timeframe, adjustment="raw")
 
     results = []

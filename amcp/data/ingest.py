@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from amcp.data.schemas import kind_of
+from amcp.data.schemas import BAR_SCHEMA, kind_of
 from amcp.data.store import MarketDataStore
 from amcp.data.table_quality import QualityAction, check_bars
 from amcp.errors import AmcpError, StoreError
@@ -239,6 +239,15 @@ def store_bars(
     return results
 
 
+def store_rows(store: MarketDataStore, kind: str, table: pa.Table, symbol: str) -> SymbolIngest | None:
+    """Store rows of a non-bar kind (e.g. trades) as fetched; None when there are none."""
+    if table.num_rows == 0:
+        return None
+    written = store.write(kind, table)
+    return SymbolIngest(symbol, kind, rows_in=table.num_rows, rows_written=written.rows_written,
+                        rows_replaced=written.rows_replaced)
+
+
 def _count(table: pa.Table, symbol: str) -> int:
     return int(pc.sum(pc.equal(table.column("symbol"), symbol)).as_py() or 0)
 
@@ -275,7 +284,8 @@ def ingest_alpaca_symbol(
 ) -> SymbolIngest:
     """Fetch, check and store ``symbol`` window by window, skipping windows already finished.
 
-    ``fetch(symbol, start, end)`` returns BAR_SCHEMA rows. The first failing window stops the
+    ``fetch(symbol, start, end)`` returns rows of ``kind``'s schema; bars pass the quality
+    checks, other kinds (trades) are stored as fetched. The first failing window stops the
     symbol (its earlier windows stay stored and marked) and is named in ``error``.
     """
     done = checkpoint.done(symbol)
@@ -290,7 +300,10 @@ def ingest_alpaca_symbol(
             continue
         try:
             table = fetch(symbol, lo, hi)
-            result = store_bars(store, kind, table, quality, quarantine, daily=daily, part=name).get(symbol)
+            if kind_of(kind).schema.names == BAR_SCHEMA.names:
+                result = store_bars(store, kind, table, quality, quarantine, daily=daily, part=name).get(symbol)
+            else:
+                result = store_rows(store, kind, table, symbol)
         except AmcpError as exc:
             return _add(total, windows=1, error=f"{lo}..{hi}: {exc}", quality=counts)
         if result is not None:

@@ -212,3 +212,29 @@ def test_checkpoint_file_is_json_listing_windows(store) -> None:
     cp.mark("AAPL", "w1")
     with cp._fs.open(cp._file("AAPL"), "rb") as handle:
         assert json.loads(handle.read()) == {"done": ["w1"]}
+
+
+def test_trades_ingest_into_the_tick_dataset_without_bar_checks(store) -> None:
+    from amcp.data.schemas import TICK_SCHEMA
+
+    n = 50
+    base = np.datetime64("2016-06-01T14:30:00", "ns").astype(np.int64)
+    trades = pa.table(
+        {"symbol": ["S0000"] * n, "ts": pa.array(base + np.arange(n) * 1_000_000_007, pa.int64()).cast(TICK_SCHEMA.field("ts").type),
+         "trade_id": pa.array(np.arange(n), pa.int64()), "price": 100.0 + np.arange(n) / 100, "size": [100.0] * n,
+         "exchange": ["V"] * n, "conditions": ["@"] * n, "tape": ["C"] * n},
+        schema=TICK_SCHEMA,
+    )
+    windows = date_windows(date(2016, 6, 1), date(2016, 6, 2), 1)
+    cp = IngestCheckpoint(store.url, None, "ticks")
+    with AlpacaMarketDataServer() as server:
+        server.add_trades(trades)
+        source = AlpacaHistoricalSource("test-key", "test-secret", url_override=server.url,
+                                        rate_limiter=TokenBucket(6000, burst=100), page_limit=20)
+        result = ingest_alpaca_symbol(store, lambda s, lo, hi: source.trades([s], lo, hi), cp, "S0000", windows,
+                                      "equities/tick", QualityPolicy(), None, daily=False, today=date(2030, 1, 1))
+        source.close()
+    assert result.error is None and result.rows_written == n and result.windows == 2
+    stored = store.read("equities/tick", ["S0000"])
+    assert stored.column("trade_id").to_pylist() == list(range(n))
+    assert stored.column("ts").equals(trades.column("ts"))  # nanoseconds kept
