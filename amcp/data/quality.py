@@ -228,22 +228,8 @@ def check_quality(
     sym, day = rows.symbol_index, rows.day
     o, h, l, c, v = rows.open, rows.high, rows.low, rows.close, rows.volume
 
-    masks: dict[str, BoolArray] = {}
-    duplicate = np.zeros(rows_in, dtype=bool)
-    if rows_in > 1:
-        duplicate[:-1] = (sym[:-1] == sym[1:]) & (day[:-1] == day[1:])
-    masks["duplicate"] = duplicate
-    with np.errstate(invalid="ignore"):
-        priced = (o > 0) & (h > 0) & (l > 0) & (c > 0)  # False for NaN
-        masks["bad_price"] = ~duplicate & ~priced
-        kept = ~duplicate & priced
-        body_high = np.maximum(o, c)
-        body_low = np.minimum(o, c)
-        high_below_low = kept & (h < l)
-        masks["ohlc_inconsistent"] = kept & ((h < l) | (h < body_high) | (l > body_low))
-        masks["high_below_low"] = high_below_low
-        masks["bad_print"] = masks["ohlc_inconsistent"] & _bad_print_fields(o, h, l, c).any(axis=0)
-        masks["bad_volume"] = kept & ~(v >= 0)
+    masks = defect_masks(sym, day, o, h, l, c, v)
+    kept = ~masks["duplicate"] & ~masks["bad_price"]
 
     examples: list[dict[str, Any]] = []
     shown: set[int] = set()
@@ -303,6 +289,44 @@ def check_quality(
         examples=tuple(examples),
     )
     return out, report
+
+
+def defect_masks(
+    symbol: IntArray, key: IntArray, o: FloatArray, h: FloatArray, l: FloatArray, c: FloatArray, v: FloatArray
+) -> dict[str, BoolArray]:
+    """Per-row masks of every input defect kind (all but ``outlier_return``), as in the table in
+    the module docstring.
+
+    Args:
+        symbol: symbol code of each row; rows must be sorted by (symbol, key), equal keys in
+            input order.
+        key: the row's time key (a day number or a timestamp); equal (symbol, key) is a duplicate
+            of the next row (the last of a run is kept).
+        o, h, l, c, v: the row's open, high, low, close and volume.
+    """
+    n = symbol.size
+    duplicate = np.zeros(n, dtype=bool)
+    if n > 1:
+        duplicate[:-1] = (symbol[:-1] == symbol[1:]) & (key[:-1] == key[1:])
+    with np.errstate(invalid="ignore"):
+        priced = (o > 0) & (h > 0) & (l > 0) & (c > 0)  # False for NaN
+        kept = ~duplicate & priced
+        high_below_low = kept & (h < l)
+        ohlc = kept & ((h < l) | (h < np.maximum(o, c)) | (l > np.minimum(o, c)))
+        bad_volume = kept & ~(v >= 0)
+    bad_print = np.zeros(n, dtype=bool)
+    inconsistent = np.flatnonzero(ohlc)
+    if inconsistent.size:  # the median test only on the few inconsistent rows
+        fields = _bad_print_fields(o[inconsistent], h[inconsistent], l[inconsistent], c[inconsistent])
+        bad_print[inconsistent] = fields.any(axis=0)
+    return {
+        "duplicate": duplicate,
+        "bad_price": ~duplicate & ~priced,
+        "ohlc_inconsistent": ohlc,
+        "high_below_low": high_below_low,
+        "bad_print": bad_print,
+        "bad_volume": bad_volume,
+    }
 
 
 def _mask_of(index: set[int], size: int) -> BoolArray:

@@ -59,7 +59,7 @@ from amcp.data.quality import (
     DEFECT_KINDS,
     FIXABLE_KINDS,
     BarRows,
-    _bad_print_fields,
+    defect_masks,
     _format_example,
     _repaired,
 )
@@ -439,31 +439,7 @@ def _days(ts: IntArray) -> np.ndarray:
 
 def _input_defects(rows: _SortedRows) -> dict[str, BoolArray]:
     """The masks of :func:`amcp.data.quality.check_quality`, on sorted rows."""
-    n = len(rows)
-    o, h, l, c, v = rows.open, rows.high, rows.low, rows.close, rows.volume
-    duplicate = np.zeros(n, dtype=bool)
-    if n > 1:
-        duplicate[:-1] = (rows.sym[:-1] == rows.sym[1:]) & (rows.ts[:-1] == rows.ts[1:])
-    with np.errstate(invalid="ignore"):
-        priced = (o > 0) & (h > 0) & (l > 0) & (c > 0)  # False for NaN
-        kept = ~duplicate & priced
-        ohlc = kept & ((h < l) | (h < np.maximum(o, c)) | (l > np.minimum(o, c)))
-        bad_volume = kept & ~(v >= 0)
-    bad_print = np.zeros(n, dtype=bool)
-    inconsistent = np.flatnonzero(ohlc)
-    if inconsistent.size:  # the median test only on the few inconsistent rows
-        fields = _bad_print_fields(o[inconsistent], h[inconsistent], l[inconsistent], c[inconsistent])
-        bad_print[inconsistent] = fields.any(axis=0)
-    with np.errstate(invalid="ignore"):
-        high_below_low = kept & (h < l)
-    return {
-        "duplicate": duplicate,
-        "bad_price": ~duplicate & ~priced,
-        "ohlc_inconsistent": ohlc,
-        "high_below_low": high_below_low,
-        "bad_print": bad_print,
-        "bad_volume": bad_volume,
-    }
+    return defect_masks(rows.sym, rows.ts, rows.open, rows.high, rows.low, rows.close, rows.volume)
 
 
 def _refuse(rows: _SortedRows, masks: dict[str, BoolArray], fixable: BoolArray, daily: bool) -> None:
