@@ -58,9 +58,14 @@ DIRECT_YEARS = 3
 """A year-partitioned read spanning at most this many years opens those years' files by name;
 a longer or open-ended one lists the symbol's year folders first (one listing per symbol)."""
 LOCAL_WORKERS = 8
-"""Files read or written at once on a local disk (threads: Parquet decoding releases the GIL)."""
+"""Most files read or written at once on a local disk (threads: Parquet decoding releases the
+GIL). Decoding is CPU-bound, so the default is this or one more than the CPU count, whichever is
+less: more threads than cores measured slower (allocator and GIL hand-off contention)."""
 REMOTE_WORKERS = 16
-"""Files read or written at once on an object store, where each request mostly waits."""
+"""Files written at once to an object store, where each request mostly waits."""
+FETCH_BATCH_FILES = 256
+"""Objects an object-store read downloads concurrently (one batched request set on fsspec's
+event loop) before decoding them; bounds the compressed bytes held in memory at once."""
 
 _ROW = "__amcp_row"
 _UNIT_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
@@ -148,7 +153,9 @@ class MarketDataStore:
         self._root = f"{root.rstrip('/')}/{DATASETS_FOLDER}"
         self._local = isinstance(fs, LocalFileSystem)
         self._arrow_local = pafs.LocalFileSystem() if self._local else None
-        self._max_workers = max_workers or (LOCAL_WORKERS if self._local else REMOTE_WORKERS)
+        cpu_bound = min(LOCAL_WORKERS, (os.cpu_count() or 1) + 1)
+        self._max_workers = max_workers or (cpu_bound if self._local else REMOTE_WORKERS)
+        self._decode_workers = min(self._max_workers, cpu_bound) if max_workers is None else max_workers
 
     def __repr__(self) -> str:
         return f"MarketDataStore({self.url!r})"
@@ -257,12 +264,7 @@ class MarketDataStore:
 
     def _write_file(self, kind: DatasetKind, path: str, table: pa.Table) -> None:
         folder = path.rsplit("/", 1)[0]
-        options: dict[str, Any] = {
-            "compression": "zstd",
-            "write_statistics": True,
-            "row_group_size": ROW_GROUP_ROWS,
-            "sorting_columns": [pq.SortingColumn(kind.schema.get_field_index(c)) for c in _file_order(kind)],
-        }
+        options = _write_options(kind)
         try:
             if self._local:
                 self._fs.makedirs(folder, exist_ok=True)
@@ -334,11 +336,61 @@ class MarketDataStore:
             predicate = filter if predicate is None else predicate & filter
         needed = set(schema.names) | set(_file_order(dataset)[1:])
         query = _FileQuery([n for n in dataset.schema.names if n in needed], lo, hi, predicate, filter)
-        tables = [t for t in self._map(lambda p: self._read_file(dataset, p, query), paths) if t is not None]
-        tables = [_ensure_sorted(dataset, t) for t in tables if t.num_rows]
+        tables = [t for t in self._read_files(dataset, paths, query) if t is not None and t.num_rows]
         if not tables:
             return schema.empty_table()
-        return pa.concat_tables(tables).select(schema.names).cast(schema)
+        table = pa.concat_tables(tables)
+        if table.column_names != schema.names:
+            table = table.select(schema.names)
+        return table if table.schema == schema else table.cast(schema)
+
+    def _read_files(self, kind: DatasetKind, paths: list[str], query: _FileQuery) -> list[pa.Table | None]:
+        """Each file's rows (``None`` where absent), sorted, in ``paths`` order.
+
+        On a local disk each thread opens, reads and decodes its own files. On an object store
+        the objects are downloaded first, :data:`FETCH_BATCH_FILES` at a time as one batch of
+        concurrent requests on fsspec's event loop (far cheaper than a blocking request per
+        thread), then decoded from memory on :attr:`_decode_workers` threads.
+        """
+        if self._local:
+            return self._map(lambda p: self._read_file(kind, p, query), paths, self._decode_workers)
+
+        def decode(fetched: tuple[str, bytes | None]) -> pa.Table | None:
+            path, blob = fetched
+            return None if blob is None else self._read_file(kind, path, query, blob)
+
+        tables: list[pa.Table | None] = []
+        for first in range(0, len(paths), FETCH_BATCH_FILES):
+            batch = paths[first : first + FETCH_BATCH_FILES]
+            fetched = list(zip(batch, self._fetch(kind, batch), strict=True))
+            tables.extend(self._map(decode, fetched, self._decode_workers))
+        return tables
+
+    def _fetch(self, kind: DatasetKind, paths: list[str]) -> list[bytes | None]:
+        """The bytes of each object of ``paths`` (``None`` where absent), fetched concurrently."""
+        if len(paths) == 1:
+            try:
+                return [self._fs.cat_file(paths[0])]
+            except FileNotFoundError:
+                return [None]
+            except OSError as exc:
+                raise StoreError(f"{kind.name}: cannot read {paths[0]!r}: {exc}") from exc
+        try:
+            found = self._fs.cat(paths, on_error="return")
+        except OSError as exc:
+            raise StoreError(
+                f"{kind.name}: cannot read {paths[0]!r} and {len(paths) - 1} more objects: {exc}"
+            ) from exc
+        blobs: list[bytes | None] = []
+        for path in paths:
+            blob = found.get(self._fs._strip_protocol(path), FileNotFoundError(path))
+            if isinstance(blob, FileNotFoundError):
+                blobs.append(None)
+            elif isinstance(blob, BaseException):
+                raise StoreError(f"{kind.name}: cannot read {path!r}: {blob}") from blob
+            else:
+                blobs.append(blob)
+        return blobs
 
     def _symbols_to_read(self, kind: DatasetKind, symbols: Sequence[str] | None) -> list[str]:
         if symbols is None:
@@ -379,17 +431,24 @@ class MarketDataStore:
                 years.append(int(name[len(YEAR) + 1 :]))
         return sorted(years)
 
-    def _read_file(self, kind: DatasetKind, path: str, query: _FileQuery | None = None) -> pa.Table | None:
-        """One data file's rows (``None`` if it does not exist), cast to the schema's types.
+    def _read_file(
+        self, kind: DatasetKind, path: str, query: _FileQuery | None = None, blob: bytes | None = None
+    ) -> pa.Table | None:
+        """One data file's rows (``None`` if it does not exist), cast to the schema's types, sorted.
 
         Without an extra filter the file is read directly, skipping row groups whose time
         statistics fall outside the range (the per-file cost of a pyarrow dataset scan is several
         times that of a plain read for small files); with one, pyarrow's dataset scan applies it.
+        ``blob``, when given, is the object's bytes already fetched (``None`` means fetch them).
         """
         query = query or _FileQuery(None, None, None, None, None)
         names = query.columns if query.columns is not None else kind.schema.names
+        declared_sorted = False
         try:
-            source: Any = path if self._local else pa.BufferReader(self._fs.cat_file(path))
+            if self._local:
+                source: Any = path
+            else:
+                source = pa.BufferReader(blob if blob is not None else self._fs.cat_file(path))
             if query.extra is not None:
                 table = pq.read_table(
                     source,
@@ -401,21 +460,25 @@ class MarketDataStore:
                 )
             else:
                 with pq.ParquetFile(source, filesystem=self._arrow_local) as parquet:
-                    groups = _row_groups_in(parquet.metadata, kind, query.lo, query.hi)
+                    metadata = parquet.metadata
+                    groups = _row_groups_in(metadata, kind, query.lo, query.hi)
                     if not groups:
                         return None
                     table = parquet.read_row_groups(groups, columns=query.columns, use_threads=False)
+                    declared_sorted = _declares_file_order(metadata, kind, groups)
                 if query.predicate is not None:
                     table = table.filter(query.predicate)
         except FileNotFoundError:
             return None
         except (OSError, *_ARROW_ERRORS) as exc:
             raise StoreError(f"{kind.name}: cannot read {path!r}: {exc}") from exc
-        target = pa.schema([kind.schema.field(name) for name in names])
-        try:
-            return table.select(names).cast(target)
-        except (KeyError, *_ARROW_ERRORS) as exc:
-            raise StoreError(f"{kind.name}: {path!r} does not match the schema {target}: {exc}") from exc
+        target = _file_schema(kind, tuple(names))
+        if table.schema != target:
+            try:
+                table = table.select(names).cast(target)
+            except (KeyError, *_ARROW_ERRORS) as exc:
+                raise StoreError(f"{kind.name}: {path!r} does not match the schema {target}: {exc}") from exc
+        return table if declared_sorted else _ensure_sorted(kind, table)
 
     # ------------------------------------------------------------------ catalogue
 
@@ -526,11 +589,12 @@ class MarketDataStore:
         names = [entry.rstrip("/").rsplit("/", 1)[-1] for entry in entries]
         return [name for name in names if name and not name.startswith((".", "_"))]
 
-    def _map(self, function: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-        """``function`` over ``items`` on a pool of threads, results in input order."""
-        if len(items) <= 1:
+    def _map(self, function: Callable[[_T], _R], items: Sequence[_T], workers: int | None = None) -> list[_R]:
+        """``function`` over ``items`` on ``workers`` threads (default ``max_workers``), in input order."""
+        workers = min(workers or self._max_workers, len(items))
+        if workers <= 1:
             return [function(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(self._max_workers, len(items))) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(function, items))
 
 
@@ -758,6 +822,59 @@ def _partition_dir(column: str, value: str) -> str:
 def _file_order(kind: DatasetKind) -> list[str]:
     """Sort order of a file's rows: outer partition column, time column, rest of the key."""
     return list(dict.fromkeys((kind.partition_by[0], kind.time_column, *kind.key)))
+
+
+def _write_options(kind: DatasetKind) -> dict[str, Any]:
+    """``pq.write_table`` options of a kind's files.
+
+    The time column, sorted within each file, is delta-encoded (a timestamp or date). Other
+    columns are dictionary-encoded where that pays: string columns always; numeric columns only
+    in year-partitioned kinds, whose files hold ~100,000 rows with many repeated prices. A daily
+    file holds a few thousand mostly distinct prices, where a dictionary only adds a page to
+    decompress. Measured against dictionary-encoding every column: 300 real daily files 40%
+    smaller and ~7% faster to read; 12 synthetic minute files (symbol-years) 46% smaller and ~15%
+    faster to read.
+    """
+    time_type = kind.schema.field(kind.time_column).type
+    delta = pa.types.is_timestamp(time_type) or pa.types.is_date(time_type)
+    if YEAR in kind.partition_by:
+        dictionary = [f.name for f in kind.schema if not (delta and f.name == kind.time_column)]
+    else:
+        strings = (pa.types.is_string, pa.types.is_large_string)
+        dictionary = [f.name for f in kind.schema if any(is_string(f.type) for is_string in strings)]
+    return {
+        "compression": "zstd",
+        "write_statistics": True,
+        "row_group_size": ROW_GROUP_ROWS,
+        "use_dictionary": dictionary,
+        "column_encoding": {kind.time_column: "DELTA_BINARY_PACKED"} if delta else None,
+        "sorting_columns": [pq.SortingColumn(kind.schema.get_field_index(c)) for c in _file_order(kind)],
+    }
+
+
+def _file_schema(kind: DatasetKind, names: tuple[str, ...]) -> pa.Schema:
+    """``kind.schema`` restricted to ``names`` (in the order given)."""
+    if names == tuple(kind.schema.names):
+        return kind.schema
+    return pa.schema([kind.schema.field(name) for name in names])
+
+
+def _declares_file_order(metadata: pq.FileMetaData, kind: DatasetKind, groups: list[int]) -> bool:
+    """Whether the row groups read declare the store's sort order (files the store wrote do).
+
+    Only one row group is trusted: rows are sorted within a row group by its declaration, but
+    several row groups may each be sorted and still be out of order with each other.
+    """
+    if len(groups) != 1:
+        return False
+    declared = metadata.row_group(groups[0]).sorting_columns
+    expected = tuple(pq.SortingColumn(kind.schema.get_field_index(c)) for c in _file_order(kind))
+    arrow_names = metadata.schema.names
+    return (
+        bool(declared)
+        and list(arrow_names) == kind.schema.names
+        and tuple(declared[: len(expected)]) == expected
+    )
 
 
 def _ensure_sorted(kind: DatasetKind, table: pa.Table) -> pa.Table:

@@ -95,6 +95,47 @@ def test_layout_is_one_zstd_file_per_symbol_with_the_schema_and_statistics(
     assert stored.column("symbol").unique().to_pylist() == ["AAPL"]
 
 
+def chunks_of(path: Path) -> dict[str, Any]:
+    row_group = pq.read_metadata(path).row_group(0)
+    return {row_group.column(i).path_in_schema: row_group.column(i) for i in range(row_group.num_columns)}
+
+
+def test_daily_files_dictionary_encode_only_strings_and_delta_encode_the_time_column(
+    store: MarketDataStore, make_bars: Any, tmp_path: Path
+) -> None:
+    store.write(DAILY, make_bars(["AAPL"], DAYS))
+
+    chunks = chunks_of(daily_dir(tmp_path) / "symbol=AAPL" / "part-0.parquet")
+
+    assert chunks["symbol"].has_dictionary_page
+    assert not chunks["close"].has_dictionary_page
+    assert "DELTA_BINARY_PACKED" in chunks["ts"].encodings
+    assert chunks["close"].compression == "ZSTD"
+
+
+def test_year_partitioned_files_dictionary_encode_prices_too(store: MarketDataStore, tmp_path: Path) -> None:
+    store.write(INTRADAY, minute_bars(["2014-06-02T14:30Z", "2014-06-02T14:31Z"]))
+
+    folder = tmp_path / "root" / "market-data" / "equities" / "intraday" / "symbol=SPY" / "year=2014"
+    chunks = chunks_of(folder / "part-0.parquet")
+
+    assert chunks["close"].has_dictionary_page
+    assert not chunks["ts"].has_dictionary_page
+    assert "DELTA_BINARY_PACKED" in chunks["ts"].encodings
+
+
+def test_rows_of_a_file_not_written_by_the_store_are_sorted_on_read(
+    store: MarketDataStore, make_bars: Any, tmp_path: Path
+) -> None:
+    table = make_bars(["AAPL"], DAYS)
+    path = daily_dir(tmp_path) / "symbol=AAPL" / "part-0.parquet"
+    path.parent.mkdir(parents=True)
+    # reversed rows, two row groups, no sorting declaration
+    pq.write_table(table.take(pa.array(range(table.num_rows - 1, -1, -1))), path, row_group_size=2)
+
+    assert store.read(DAILY).equals(table)
+
+
 def test_intraday_partitions_by_the_utc_year(store: MarketDataStore, tmp_path: Path) -> None:
     # 23:30 New York on New Year's Eve is already the next year in UTC.
     table = minute_bars(["2013-12-31T16:00Z", "2014-01-01T04:30Z", "2014-06-02T14:30Z"])

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pytest
 
 from amcp.data.schemas import BAR_SCHEMA
+from amcp.data import store as store_module
 from amcp.data.store import MarketDataStore
 from amcp.errors import StoreError
 
@@ -41,6 +42,20 @@ def test_write_then_read_round_trips(s3_url: tuple[str, dict[str, Any]], make_ba
     assert store.read(DAILY).equals(sort_rows(table))
     assert store.read(DAILY, ["BRK/B"], start="2020-01-06", columns=["ts", "close"]).num_rows == 3
     assert store.symbols(DAILY) == ["AAPL", "BRK/B", "MSFT"]
+
+
+def test_a_read_fetching_objects_in_several_batches_skips_absent_symbols(
+    s3_url: tuple[str, dict[str, Any]], make_bars: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, options = s3_url
+    store = MarketDataStore(url, storage_options=options)
+    table = make_bars(["AAPL", "IBM", "MSFT"], DAYS)
+    store.write(DAILY, table)
+    monkeypatch.setattr(store_module, "FETCH_BATCH_FILES", 2)
+
+    read = store.read(DAILY, ["MSFT", "NOPE", "AAPL", "IBM", "ZZZ"])
+
+    assert read.equals(sort_rows(table))
 
 
 def test_rewrites_are_seen_at_once_by_this_and_other_store_instances(
