@@ -1,0 +1,5 @@
+"""An Alpaca-compatible paper trading server over the simulated venue (see :mod:`.server`)."""
+
+from serve.alpaca_paper.server import AlpacaPaperServer, RequestRecord
+
+__all__ = ["AlpacaPaperServer", "RequestRecord"]
