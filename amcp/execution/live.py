@@ -1,0 +1,330 @@
+"""The live order path: risk → persist → audit → send → record, and reconciliation on start.
+
+:class:`LiveExecutionEngine` is what the OMS actor runs in live and paper-against-a-broker mode.
+Its invariants are the issue's: an order is never lost, never duplicated, never sent unchecked.
+
+- Every command passes the pre-trade checks (:class:`~amcp.risk.engine.RiskEngine`) first; a
+  denial never leaves the process. While the engine is not reconciled, or the risk engine is
+  HALTED, nothing is sent.
+- The intent is persisted (:meth:`TradingStateStore.save_intent`) and audited **before** the
+  request; the request is marked sent before it goes out. A restart therefore finds every order
+  that may have reached the broker.
+- An intent already known to the store is never sent again by :meth:`submit`; re-sending is
+  the reconciler's decision, always with the same client order id (which the broker refuses to
+  duplicate).
+- Broker events go through :meth:`TradingStateStore.apply`, which refuses duplicates, illegal
+  transitions and overfills (an overfill also halts the symbol), and every event is audited.
+
+Reconciliation (:meth:`LiveExecutionEngine.start` and :meth:`reconcile`): every local order that
+is not terminal is looked up at the broker by client order id. Found: its status is brought
+level and any quantity the broker filled that the store has not seen is recorded as one fill
+whose trade id starts with ``reconcile:`` (so a late stream copy of those executions is refused
+as already covered). Not found: an intent never sent, or sent with an unknown outcome, is kept
+pending and sent again (same id, through the pre-trade checks) when trading resumes — when the
+strategy re-emits it, or by :meth:`LiveExecutionEngine.resume_pending`. Nothing is sent while
+reconciling. Broker orders the store does not know (orphans) and position differences keep
+the engine HALTED until an operator resolves them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from amcp.domain.enums import DenyReason, LiquiditySide, OrderStatus, TradingState
+from amcp.domain.identifiers import TradeId, VenueOrderId
+from amcp.domain.messages import (
+    CancelOrder,
+    OrderDenied,
+    OrderEvent,
+    OrderFilled,
+    SubmitOrder,
+)
+from amcp.domain.serialization import to_record
+from amcp.risk.engine import RiskContext, RiskEngine
+from amcp.store.state import Anomaly, TradingStateStore
+
+log = logging.getLogger(__name__)
+
+RECONCILE_TRADE_PREFIX = "reconcile:"
+
+
+class Broker(Protocol):
+    """What the engine needs of a broker (``amcp.brokers.alpaca.AlpacaBroker`` has it)."""
+
+    def submit(self, command: SubmitOrder) -> list[OrderEvent]: ...
+
+    def cancel(self, command: CancelOrder) -> list[OrderEvent]: ...
+
+    def cancel_all(self) -> int: ...
+
+    def order(self, client_order_id: str) -> Any: ...
+
+    def open_orders(self) -> list[Any]: ...
+
+    def positions(self) -> dict[str, Decimal]: ...
+
+
+class AuditSink(Protocol):
+    def append(self, actor: str, action: str, payload: Mapping[str, Any], ts_ns: int | None = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What a reconciliation found and did.
+
+    Attributes:
+        ok: the store and the broker agree (no orphans, no position breaks).
+        checked: local non-terminal orders looked up.
+        resent: intents to send again on resume (never sent, or unknown at the broker), with the
+            same client order ids; nothing is sent while reconciling (the engine is HALTED).
+        updated: orders whose status or fills were brought level.
+        missed_fill_quantity: quantity the broker had filled that the store had not seen.
+        orphans: broker open orders unknown to the store (client order ids).
+        position_breaks: symbol → (local, broker) quantities where they differ.
+    """
+
+    ok: bool
+    checked: int = 0
+    resent: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    missed_fill_quantity: Decimal = Decimal(0)
+    orphans: tuple[str, ...] = ()
+    position_breaks: Mapping[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["missed_fill_quantity"] = str(self.missed_fill_quantity)
+        out["position_breaks"] = {k: [str(a), str(b)] for k, (a, b) in self.position_breaks.items()}
+        return out
+
+
+class LiveExecutionEngine:
+    """The order path of the OMS against a real (or Alpaca-compatible) broker.
+
+    Args:
+        broker: submits, cancels and reports orders.
+        state: the durable store of orders and fills.
+        audit: the hash-chained audit log.
+        risk: the pre-trade checks and the trading state.
+        publish: optional sink for every recorded event (e.g. ``EventStream.publish``).
+        clock_ns: the wall clock, UTC ns (injected for tests).
+        actor: the name written in the audit log.
+        crash_hook: test hook called with a point name (``intent_saved``, ``request_sent``,
+            ``response_received``, ``fill_applied``) — a test raises there to simulate a kill.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        state: TradingStateStore,
+        audit: AuditSink,
+        risk: RiskEngine,
+        *,
+        publish: Callable[[Any], Any] | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+        actor: str = "oms",
+        crash_hook: Callable[[str], None] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.state = state
+        self.audit = audit
+        self.risk = risk
+        self._publish = publish
+        self._clock_ns = clock_ns
+        self._actor = actor
+        self._crash = crash_hook or (lambda point: None)
+        self._reconciled = False
+        self._pending_resend: dict[str, SubmitOrder] = {}
+        self.halted_symbols: dict[str, str] = {}
+        self.sent = 0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def reconciled(self) -> bool:
+        return self._reconciled
+
+    def start(self) -> ReconcileReport:
+        """Migrate the store, reconcile with the broker, and allow trading only if they agree."""
+        self.state.upgrade()
+        now = self._clock_ns()
+        if self.risk.state is not TradingState.HALTED:
+            self.risk.set_state(TradingState.HALTED, now, "reconciling with the broker")
+        report = self.reconcile()
+        if report.ok and not self.risk.kill_switch_engaged:
+            self.risk.set_state(TradingState.ACTIVE, self._clock_ns(), "reconciled with the broker")
+        return report
+
+    @property
+    def pending_resend(self) -> tuple[SubmitOrder, ...]:
+        """Intents reconciliation found unsent (or unknown to the broker), to send on resume."""
+        return tuple(self._pending_resend.values())
+
+    def resume_pending(self, ctx: RiskContext) -> list[OrderEvent]:
+        """Send the intents reconciliation left pending, through the pre-trade checks (once the
+        engine is reconciled and trading; while HALTED they are denied and stay pending)."""
+        return self.submit(list(self._pending_resend.values()), ctx)
+
+    def kill(self, reason: str) -> int:
+        """Kill switch: deny every new order from now on and cancel every working order."""
+        now = self._clock_ns()
+        self.risk.engage_kill_switch(now, reason)
+        self.audit.append(self._actor, "kill_switch", {"reason": reason}, now)
+        return self.broker.cancel_all()
+
+    # ------------------------------------------------------------------ orders
+
+    def submit(self, commands: Sequence[SubmitOrder], ctx: RiskContext) -> list[OrderEvent]:
+        """Check, persist, audit and send ``commands``; return every event recorded."""
+        out: list[OrderEvent] = []
+        allowed: list[SubmitOrder] = []
+        for command in commands:
+            reason = None if self._reconciled else "not reconciled with the broker"
+            reason = reason or self.halted_symbols.get(command.symbol)
+            if reason:
+                out.append(self._deny(command, DenyReason.TRADING_HALTED, reason))
+            else:
+                allowed.append(command)
+        accepted, denied = self.risk.check(allowed, ctx)
+        for denial in denied:
+            self.audit.append(self._actor, "denied", to_record(denial), denial.ts_ns)
+            out.append(denial)
+        for command in accepted:
+            out.extend(self._send(command))
+        return out
+
+    def _send(self, command: SubmitOrder) -> list[OrderEvent]:
+        if self.state.save_intent(command):
+            self.audit.append(self._actor, "intent", to_record(command), command.ts_ns)
+            self._crash("intent_saved")
+        elif self._pending_resend.pop(str(command.client_order_id), None) is not None:
+            self.audit.append(self._actor, "resend", to_record(command), self._clock_ns())
+        else:
+            existing = self.state.order(command.client_order_id)
+            log.info("oms: intent %s is already known (%s); not sent again", command.client_order_id,
+                     existing.status.value if existing else "?")
+            return []
+        existing = self.state.order(command.client_order_id)
+        if existing is not None and existing.status is OrderStatus.INITIALIZED:
+            self.state.mark_submitted(command.client_order_id, self._clock_ns())
+        self._crash("request_sent")
+        self.sent += 1
+        events = self.broker.submit(command)
+        self._crash("response_received")
+        return self.on_broker_events(events)
+
+    def cancel(self, commands: Sequence[CancelOrder]) -> list[OrderEvent]:
+        out: list[OrderEvent] = []
+        for command in commands:
+            self.audit.append(self._actor, "cancel", to_record(command), command.ts_ns)
+            out.extend(self.on_broker_events(self.broker.cancel(command)))
+        return out
+
+    def on_broker_events(self, events: Sequence[OrderEvent]) -> list[OrderEvent]:
+        """Record broker events (from a response, the trade stream or reconciliation)."""
+        recorded: list[OrderEvent] = []
+        for event in events:
+            if isinstance(event, OrderFilled) and not str(event.trade_id).startswith(RECONCILE_TRADE_PREFIX):
+                if self._covered_by_reconcile(event):
+                    continue
+            result = self.state.apply(event)
+            self.audit.append(self._actor, "event", {**to_record(event),
+                                                      "anomaly": result.anomaly.value if result.anomaly else None},
+                              self._clock_ns())
+            if result.anomaly is Anomaly.OVERFILL:
+                symbol = getattr(event, "symbol", "") or (result.order.symbol if result.order else "")
+                self.halted_symbols[symbol] = f"symbol halted after an overfill of {event.client_order_id}"
+                log.error("oms: overfill on %s; %s halted", event.client_order_id, symbol)
+            if isinstance(event, OrderFilled) and result.applied:
+                self._crash("fill_applied")
+            if result.applied:
+                recorded.append(event)
+                if self._publish is not None:
+                    self._publish(event)
+        return recorded
+
+    def _covered_by_reconcile(self, fill: OrderFilled) -> bool:
+        """A stream fill for an order whose missed fills reconciliation already recorded: apply it
+        only if the broker's filled quantity shows it is new."""
+        fills = self.state.fills(fill.client_order_id)
+        if not any(str(f.trade_id).startswith(RECONCILE_TRADE_PREFIX) for f in fills):
+            return False
+        local = sum((f.quantity for f in fills), Decimal(0))
+        remote = self.broker.order(fill.client_order_id)
+        if remote is not None and local + fill.last_quantity <= remote.filled_quantity:
+            return False
+        self.audit.append(self._actor, "fill_covered_by_reconcile", to_record(fill), self._clock_ns())
+        return True
+
+    def _deny(self, command: SubmitOrder, reason: DenyReason, message: str) -> OrderDenied:
+        denial = OrderDenied(client_order_id=command.client_order_id, ts_ns=command.ts_ns, reason=reason,
+                             message=message, strategy_id=command.strategy_id, symbol=command.symbol)
+        self.audit.append(self._actor, "denied", to_record(denial), command.ts_ns)
+        return denial
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def reconcile(self) -> ReconcileReport:
+        """Bring the store level with the broker; see the module docstring."""
+        from amcp.brokers.alpaca import events_from_order
+
+        self._reconciled = False
+        resent: list[str] = []
+        updated: list[str] = []
+        missed = Decimal(0)
+        local_open = self.state.open_orders()
+        for order in local_open:
+            remote = self.broker.order(order.client_order_id)
+            if remote is None:
+                if order.status in (OrderStatus.INITIALIZED, OrderStatus.PENDING_NEW):
+                    # never sent, or sent with an outcome the broker does not know: send it again
+                    # (same id) once trading resumes, through the pre-trade checks
+                    self._pending_resend[str(order.client_order_id)] = order.command
+                    resent.append(str(order.client_order_id))
+                continue
+            now = self._clock_ns()
+            raw = {"client_order_id": remote.client_order_id, "id": remote.venue_order_id,
+                   "status": remote.status.value}
+            events: list[OrderEvent] = list(events_from_order(raw, now))
+            gap = remote.filled_quantity - order.filled_quantity
+            if gap > 0 and remote.filled_avg_price is not None:
+                notional = remote.filled_avg_price * remote.filled_quantity - order.filled_notional
+                missed += gap
+                fill = OrderFilled(
+                    client_order_id=order.client_order_id,
+                    venue_order_id=VenueOrderId(remote.venue_order_id),
+                    trade_id=TradeId(f"{RECONCILE_TRADE_PREFIX}{remote.venue_order_id}:{remote.filled_quantity}"),
+                    strategy_id=order.strategy_id or order.command.strategy_id,
+                    symbol=order.symbol,
+                    side=order.side,
+                    last_quantity=gap,
+                    last_price=notional / gap,
+                    fee=Decimal(0),
+                    liquidity=LiquiditySide.TAKER,
+                    ts_ns=now,
+                )
+                terminal = [e for e in events[1:]]
+                events = events[:1] + [fill] + terminal
+            if self.on_broker_events(events):
+                updated.append(str(order.client_order_id))
+        known = {str(o.client_order_id) for o in self.state.open_orders()}
+        orphans = tuple(sorted(o.client_order_id for o in self.broker.open_orders()
+                               if o.client_order_id not in known and self.state.order(o.client_order_id) is None))
+        local_positions = {s: q for s, q in self.state.positions().items() if q != 0}
+        remote_positions = {s: q for s, q in self.broker.positions().items() if q != 0}
+        breaks = {s: (local_positions.get(s, Decimal(0)), remote_positions.get(s, Decimal(0)))
+                  for s in set(local_positions) | set(remote_positions)
+                  if local_positions.get(s, Decimal(0)) != remote_positions.get(s, Decimal(0))}
+        report = ReconcileReport(ok=not orphans and not breaks, checked=len(local_open), resent=tuple(resent),
+                                 updated=tuple(updated), missed_fill_quantity=missed, orphans=orphans,
+                                 position_breaks=breaks)
+        self.audit.append(self._actor, "reconcile", report.to_dict(), self._clock_ns())
+        self._reconciled = report.ok
+        if not report.ok:
+            log.error("oms: reconciliation failed, staying HALTED: %s", report.to_dict())
+        return report
