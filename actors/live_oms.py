@@ -70,20 +70,10 @@ class LiveOMS:
     def cancel(self, commands: Sequence[CancelOrder]) -> list[OrderEvent]:
         return self.engine.cancel(commands)
 
-    def on_trade_updates(self, messages: Sequence[Mapping[str, Any]], strategy_id: str = "") -> list[OrderEvent]:
-        """Record ``trade_updates`` payloads; a malformed one is audited and skipped."""
-        from amcp.brokers.alpaca import trade_update_events
-        from amcp.errors import ExecutionError
-
-        out: list[OrderEvent] = []
-        for message in messages:
-            try:
-                events = trade_update_events(message, strategy_id)
-            except ExecutionError as exc:
-                self.engine.audit.append("oms", "bad_trade_update", {"error": str(exc)})
-                continue
-            out.extend(self.engine.on_broker_events(events))
-        return out
+    def on_trade_updates(self, messages: Sequence[Mapping[str, Any]], strategy_id: str = "",
+                         sessions: int | None = None) -> list[OrderEvent]:
+        """Record ``trade_updates`` payloads; see ``LiveExecutionEngine.on_trade_updates``."""
+        return self.engine.on_trade_updates(messages, strategy_id, sessions)
 
     def kill(self, reason: str) -> int:
         return self.engine.kill(reason)

@@ -140,6 +140,7 @@ class LiveExecutionEngine:
         self._crash = crash_hook or (lambda point: None)
         self._reconciled = False
         self._pending_resend: dict[str, SubmitOrder] = {}
+        self._stream_sessions = 0
         self.halted_symbols: dict[str, str] = {}
         self.sent = 0
 
@@ -247,6 +248,34 @@ class LiveExecutionEngine:
                 if self._publish is not None:
                     self._publish(event)
         return recorded
+
+    def on_trade_updates(self, messages: Sequence[Mapping[str, Any]], strategy_id: str = "",
+                         sessions: int | None = None) -> list[OrderEvent]:
+        """Record ``trade_updates`` payloads (their ``data`` objects).
+
+        ``sessions`` is the stream's login count (:attr:`AlpacaTradeUpdateFeed.sessions`): when
+        it has grown since the last call the stream reconnected and may have lost updates, so the
+        engine reconciles with the broker over REST first. A malformed update is audited and
+        skipped, never raised.
+        """
+        from amcp.brokers.alpaca import trade_update_events
+        from amcp.errors import ExecutionError
+
+        if sessions is not None:
+            if self._stream_sessions and sessions > self._stream_sessions:
+                self.audit.append(self._actor, "trade_stream_reconnected",
+                                  {"sessions": sessions}, self._clock_ns())
+                self.reconcile()
+            self._stream_sessions = max(self._stream_sessions, sessions)
+        out: list[OrderEvent] = []
+        for message in messages:
+            try:
+                events = trade_update_events(message, strategy_id)
+            except ExecutionError as exc:
+                self.audit.append(self._actor, "bad_trade_update", {"error": str(exc)}, self._clock_ns())
+                continue
+            out.extend(self.on_broker_events(events))
+        return out
 
     def _covered_by_reconcile(self, fill: OrderFilled) -> bool:
         """A stream fill for an order whose missed fills reconciliation already recorded: apply it

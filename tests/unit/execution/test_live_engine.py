@@ -319,3 +319,43 @@ def test_intents_left_unsent_by_a_crash_are_sent_on_resume_once(rig) -> None:
     rig.advance(99.0)
     rig.pump(second)
     rig.check_invariants()
+
+
+def test_trade_stream_reconnect_triggers_a_rest_backfill(rig) -> None:
+    """The real TradingStream: updates lost while the stream was down are recovered after it
+    reconnects, because the engine reconciles when the session count grows."""
+    import time
+
+    from amcp.brokers.trade_stream import AlpacaTradeUpdateFeed
+
+    engine = rig.engine()
+    engine.start()
+    feed = AlpacaTradeUpdateFeed(KEY, SECRET, url_override=rig.server.ws_url)
+    feed.start()
+    try:
+        assert rig.server.wait_stream_listening(1, timeout_s=5)
+
+        def pump_until(condition, timeout_s: float = 10.0) -> None:
+            deadline = time.monotonic() + timeout_s
+            while not condition():
+                assert time.monotonic() < deadline, feed.stats()
+                engine.on_trade_updates(feed.drain(), "s1", feed.sessions)
+                time.sleep(0.05)
+
+        rng = random.Random(10)
+        engine.submit([_order(rng, 1, rig.now)], rig.ctx())
+        rig.advance(99.0)
+        pump_until(lambda: bool(engine.state.positions()))
+        rig.server.pause_stream()  # the stream is down: these fills never reach the client
+        engine.submit([_order(rng, 2, rig.now), _order(rng, 3, rig.now)], rig.ctx())
+        rig.advance(98.0)
+        rig.server.resume_stream()
+        rig.server.drop_stream()  # alpaca-py reconnects and logs in again
+        pump_until(lambda: feed.sessions >= 2 and engine.state.order("o-3").filled_quantity > 0)
+        assert engine.reconciled
+        recovered = [f for f in engine.state.fills("o-3") if str(f.trade_id).startswith("reconcile:")]
+        assert recovered, "o-3's fill should have come from the REST backfill, not the stream"
+        rig.seen_updates = len(rig.server.trade_updates)
+        rig.check_invariants()
+    finally:
+        feed.stop()
