@@ -37,18 +37,18 @@ from types import TracebackType
 from typing import Any
 
 import msgpack
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from amcp.errors import DataError
+from amcp.testing.ws_server import CALL_TIMEOUT_S, ThreadedWebsocketServer
 
 log = logging.getLogger(__name__)
 
 CHANNELS: tuple[str, ...] = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds")
 """Subscription channels the server accepts (Alpaca's names)."""
 
-_CALL_TIMEOUT_S = 5.0
 """How long a test-thread call waits for the server loop before giving up."""
 
 
@@ -80,7 +80,7 @@ class _Client:
         return symbol in symbols or "*" in symbols
 
 
-class AlpacaStreamServer:
+class AlpacaStreamServer(ThreadedWebsocketServer):
     """A fake Alpaca market-data websocket (stocks or options: the protocol is the same).
 
     Args:
@@ -93,6 +93,9 @@ class AlpacaStreamServer:
         DataError: from :meth:`start` if the server cannot listen.
     """
 
+    error = DataError
+    label = "AlpacaStreamServer"
+
     def __init__(
         self,
         api_key: str = "test-key",
@@ -101,15 +104,9 @@ class AlpacaStreamServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host=host, port=port)
         self._api_key = api_key
         self._secret_key = secret_key
-        self._host = host
-        self._requested_port = port
-        self._port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping: asyncio.Event | None = None
-        self._start_error: BaseException | None = None
         self._state = threading.Condition()
         self._clients: set[_Client] = set()
         self._reject_remaining = 0
@@ -120,38 +117,14 @@ class AlpacaStreamServer:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self) -> AlpacaStreamServer:
+    def start(self) -> AlpacaStreamServer:  # type: ignore[override]
         """Start listening in a background thread; return ``self``.
 
         Raises:
             DataError: if the server is already running or cannot bind ``host:port``.
         """
-        if self._thread is not None:
-            raise DataError(f"AlpacaStreamServer: already running at {self.url}")
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="alpaca-stream-server", daemon=True
-        )
-        self._thread.start()
-        ready.wait(_CALL_TIMEOUT_S)
-        if self._start_error is not None or self._port is None:
-            self._thread.join(_CALL_TIMEOUT_S)
-            self._thread = None
-            raise DataError(
-                f"AlpacaStreamServer: cannot listen on {self._host}:{self._requested_port} "
-                f"(got {self._start_error!r})"
-            )
+        super().start()
         return self
-
-    def close(self) -> None:
-        """Close every connection and stop the server (idempotent)."""
-        if self._thread is None:
-            return
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stopping.set)
-        self._thread.join(_CALL_TIMEOUT_S * 2)
-        self._thread = None
 
     def __enter__(self) -> AlpacaStreamServer:
         return self.start()
@@ -160,13 +133,6 @@ class AlpacaStreamServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-    @property
-    def url(self) -> str:
-        """``ws://host:port`` of the running server (any path is accepted)."""
-        if self._port is None:
-            raise DataError("AlpacaStreamServer: not started; call start() or use it as a context manager")
-        return f"ws://{self._host}:{self._port}"
 
     # ----------------------------------------------------------------- counters
 
@@ -349,38 +315,12 @@ class AlpacaStreamServer:
             return 0
         loop = self._running_loop()
         future = asyncio.run_coroutine_threadsafe(self._send_many(targets, list(messages)), loop)
-        return future.result(_CALL_TIMEOUT_S)
+        return future.result(CALL_TIMEOUT_S)
 
     # ----------------------------------------------------------------- server side
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None or self._thread is None:
-            raise DataError("AlpacaStreamServer: not started; call start() or use it as a context manager")
-        return self._loop
-
     def _call_soon(self, callback: Any) -> None:
         self._running_loop().call_soon_threadsafe(callback)
-
-    def _run(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(ready))
-        except BaseException as exc:  # noqa: BLE001 - reported to start() in the caller's thread
-            self._start_error = exc
-            ready.set()
-        finally:
-            loop.close()
-
-    async def _serve(self, ready: threading.Event) -> None:
-        self._stopping = asyncio.Event()
-        server: Server
-        async with serve(
-            self._handle, self._host, self._requested_port, process_request=self._process_request
-        ) as server:
-            self._port = int(next(iter(server.sockets)).getsockname()[1])
-            ready.set()
-            await self._stopping.wait()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         with self._state:

@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from amcp.errors import ExecutionError
+from amcp.testing.ws_server import ThreadedWebsocketServer
 
 log = logging.getLogger(__name__)
 
-_CALL_TIMEOUT_S = 5.0
 """How long a caller's thread waits for the server loop to start or stop."""
 _STREAMS = ("trade_updates",)
 
@@ -50,7 +50,7 @@ class _Client:
     listening: bool = False
 
 
-class TradeUpdateStream:
+class TradeUpdateStream(ThreadedWebsocketServer):
     """Serves ``trade_updates`` on ``ws://host:port`` (any path) from a background thread.
 
     :meth:`publish` is called from any thread, never blocks on the network, and keeps the order
@@ -63,16 +63,13 @@ class TradeUpdateStream:
         port: TCP port; 0 picks a free one.
     """
 
+    error = ExecutionError
+    label = "trade_updates stream"
+
     def __init__(self, api_key: str, secret_key: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host=host, port=port)
         self._api_key = api_key
         self._secret_key = secret_key
-        self._host = host
-        self._requested_port = port
-        self._port: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping: asyncio.Event | None = None
-        self._start_error: BaseException | None = None
         self._state = threading.Condition()
         self._clients: set[_Client] = set()
         self._paused = False
@@ -85,45 +82,6 @@ class TradeUpdateStream:
         self._sent = 0
 
     # ----------------------------------------------------------------- lifecycle
-
-    def start(self) -> None:
-        """Start listening in a daemon thread.
-
-        Raises:
-            ExecutionError: if already running or ``host:port`` cannot be bound.
-        """
-        if self._thread is not None:
-            raise ExecutionError(f"trade_updates stream already running at {self.url}")
-        ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(ready,), name="alpaca-paper-stream", daemon=True
-        )
-        self._thread.start()
-        ready.wait(_CALL_TIMEOUT_S)
-        if self._start_error is not None or self._port is None:
-            self._thread.join(_CALL_TIMEOUT_S)
-            self._thread = None
-            raise ExecutionError(
-                f"trade_updates stream cannot listen on {self._host}:{self._requested_port} "
-                f"(got {self._start_error!r})"
-            )
-
-    def close(self) -> None:
-        """Close every connection and stop (idempotent)."""
-        if self._thread is None:
-            return
-        loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stopping.set)
-        self._thread.join(_CALL_TIMEOUT_S * 2)
-        self._thread = None
-
-    @property
-    def url(self) -> str:
-        """``ws://host:port`` of the running stream."""
-        if self._port is None:
-            raise ExecutionError("trade_updates stream not started")
-        return f"ws://{self._host}:{self._port}"
 
     # ----------------------------------------------------------------- counters
 
@@ -254,25 +212,6 @@ class TradeUpdateStream:
             loop.call_soon_threadsafe(_put_all, client.queue, frames)
 
     # ----------------------------------------------------------------- server side
-
-    def _run(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve(ready))
-        except BaseException as exc:  # noqa: BLE001 - reported to start() in the caller's thread
-            self._start_error = exc
-            ready.set()
-        finally:
-            loop.close()
-
-    async def _serve(self, ready: threading.Event) -> None:
-        self._stopping = asyncio.Event()
-        server: Server
-        async with serve(self._handle, self._host, self._requested_port) as server:
-            self._port = int(next(iter(server.sockets)).getsockname()[1])
-            ready.set()
-            await self._stopping.wait()
 
     async def _handle(self, connection: ServerConnection) -> None:
         client = _Client(connection)
