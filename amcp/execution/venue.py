@@ -86,7 +86,6 @@ from amcp.domain.messages import (
 )
 from amcp.domain.objects import to_decimal
 from amcp.engine.clock import NewYorkDays
-from amcp.engine.clock import new_york_date as _new_york_date  # noqa: F401 - the venue's day rule
 from amcp.errors import AmcpError, ExecutionError
 from amcp.execution.fees import AlpacaFeeModel
 from amcp.execution.latency import LatencyModel

@@ -40,7 +40,8 @@ from amcp.domain import (
 )
 from amcp.errors import ExecutionError
 from amcp.execution.latency import LatencyModel
-from amcp.execution.venue import SimulatedVenue, _new_york_date
+from amcp.engine.clock import new_york_date as _new_york_date
+from amcp.execution.venue import SimulatedVenue
 
 D = Decimal
 NS_PER_DAY = 86_400 * 10**9
