@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -38,7 +38,7 @@ import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 
-from amcp.data.ratelimit import RateLimiter, TokenBucket
+from amcp.data.ratelimit import RateLimiter, TokenBucket, retry_after_s
 from amcp.domain.enums import LiquiditySide, OrderSide, OrderStatus
 from amcp.domain.identifiers import ClientOrderId, StrategyId, TradeId, VenueOrderId
 from amcp.domain.messages import (
@@ -181,19 +181,19 @@ class AlpacaBroker:
                             command.client_order_id)
             outcome, raw, reason = self._send("POST", "/orders", body)
             if outcome == "ok":
-                return events_from_order(raw, self._clock_ns(), command.strategy_id)
+                return events_from_order(raw, self._clock_ns())
             if outcome == "duplicate":
                 self.stats["duplicates_refused"] += 1
                 found = self._lookup(command.client_order_id, attempts=self._lookup_attempts)
                 if found is not None:
-                    return events_from_order(found, self._clock_ns(), command.strategy_id)
+                    return events_from_order(found, self._clock_ns())
                 continue
             if outcome == "rejected":
                 return [OrderRejected(client_order_id=command.client_order_id, ts_ns=self._clock_ns(), reason=reason)]
             self.stats["unknown_outcomes"] += 1
             found = self._lookup(command.client_order_id, attempts=self._lookup_attempts)
             if found is not None:
-                return events_from_order(found, self._clock_ns(), command.strategy_id)
+                return events_from_order(found, self._clock_ns())
         return [OrderSubmitted(client_order_id=command.client_order_id, ts_ns=self._clock_ns())]
 
     def cancel(self, command: CancelOrder) -> list[OrderEvent]:
@@ -302,19 +302,9 @@ class AlpacaBroker:
 
     def _wait_after_429(self, exc: APIError, attempt: int) -> float:
         response = getattr(getattr(exc, "_http_error", None), "response", None)
-        headers = getattr(response, "headers", {}) or {}
-        retry_after = headers.get("Retry-After")
-        if retry_after is not None:
-            try:
-                return max(0.0, float(retry_after))
-            except ValueError:
-                pass
-        reset = headers.get("X-RateLimit-Reset")
-        if reset is not None:
-            try:
-                return max(0.0, min(self._max_backoff_s, float(reset) - time.time()))
-            except ValueError:
-                pass
+        asked = retry_after_s(getattr(response, "headers", None) or {})
+        if asked is not None:
+            return min(self._max_backoff_s, asked)
         return min(self._max_backoff_s, self._backoff_s * 2**attempt)
 
 
@@ -346,7 +336,7 @@ _STATUS_EVENTS = {
 }
 
 
-def events_from_order(raw: Mapping[str, Any], ts_ns: int, strategy_id: str | None = None) -> list[OrderEvent]:
+def events_from_order(raw: Mapping[str, Any], ts_ns: int) -> list[OrderEvent]:
     """Events that bring a local order to the state of the broker's order ``raw``.
 
     Fills are not synthesised here (the trade-update stream or reconciliation reports them with
@@ -446,8 +436,8 @@ def broker_order(raw: Mapping[str, Any]) -> BrokerOrder:
 
 
 def _decimal_text(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text
+    """``Decimal`` as plain text without exponent or trailing zeros (``1E+2`` → ``100``)."""
+    return format(value.normalize(), "f")
 
 
 def _decimal(raw: Mapping[str, Any], name: str) -> Decimal:
@@ -482,7 +472,3 @@ def _message(exc: APIError) -> str:
         return str(exc.message)
     except Exception:  # noqa: BLE001 - alpaca-py parses the body lazily; any failure means no message
         return str(exc)
-
-
-def symbols_of(orders: Sequence[BrokerOrder]) -> list[str]:
-    return sorted({o.symbol for o in orders})

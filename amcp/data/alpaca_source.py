@@ -60,6 +60,7 @@ from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
 from amcp.data.calendar import EXCHANGE_TIMEZONE
 from amcp.data.ratelimit import RateLimiter, TokenBucket
+from amcp.data.ratelimit import retry_after_s as parse_retry_after
 from amcp.data.schemas import TS, BAR_SCHEMA, CORPORATE_ACTION_SCHEMA, OPTION_CHAIN_SCHEMA, TICK_SCHEMA
 from amcp.domain.enums import OptionRight
 from amcp.domain.instruments import OptionContract
@@ -165,7 +166,7 @@ class _PacedSession(requests.Session):
                 failure = f"HTTP {status}: {_alpaca_message(response)}"
                 if status not in _RETRYABLE_STATUS:
                     raise DataError(f"alpaca: {described} was refused, {failure}")
-                retry_after_s = _retry_after_s(response)
+                retry_after_s = parse_retry_after(response.headers)
             if attempt >= self.max_retries:
                 raise DataError(f"alpaca: {described} failed after {attempt + 1} attempts; last: {failure}")
             delay_s = retry_after_s if retry_after_s is not None else self._backoff_s(attempt)
@@ -211,17 +212,6 @@ def _alpaca_message(response: requests.Response) -> str:
     if isinstance(body, dict) and "message" in body:
         return f"{body['message']} (code {body.get('code')})"
     return repr(response.text[:200]) if response.text else "empty body"
-
-
-def _retry_after_s(response: requests.Response) -> float | None:
-    """The ``Retry-After`` header in seconds, if present and numeric (HTTP dates are ignored)."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 class _PageLimitMixin:

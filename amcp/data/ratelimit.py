@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 from amcp.errors import ConfigError, DataError
@@ -113,3 +113,25 @@ class TokenBucket:
         with self._lock:
             elapsed = max(0.0, self._clock() - self._updated_s)
             return min(float(self.burst), self._tokens + elapsed * self._rate_per_s)
+
+
+def retry_after_s(headers: Mapping[str, str], now_s: float | None = None) -> float | None:
+    """Seconds a rate-limited (429) response asks the client to wait, or ``None`` if it does not say.
+
+    ``Retry-After`` in seconds wins; otherwise Alpaca's ``X-RateLimit-Reset`` (the Unix time, in
+    seconds, at which the window resets) gives ``reset - now``. Negative waits become 0; HTTP-date
+    ``Retry-After`` values and non-numeric headers are ignored.
+    """
+    value = headers.get("Retry-After")
+    if value is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+    reset = headers.get("X-RateLimit-Reset")
+    if reset is not None:
+        try:
+            return max(0.0, float(reset) - (time.time() if now_s is None else now_s))
+        except ValueError:
+            pass
+    return None

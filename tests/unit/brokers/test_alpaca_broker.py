@@ -174,3 +174,11 @@ def test_account_reflects_fills(server, broker) -> None:
     server.advance(_bars(T0 + DAY_NS, AAPL=(102.0, 103.0, 101.0, 102.5, 1e6)))
     after = broker.account()
     assert before.cash - after.cash == Decimal(1020)
+
+
+def test_429_with_only_a_reset_header_waits_until_the_reset(server, broker, sleeps) -> None:
+    import time
+
+    server.fail_next(1, 429, headers={"X-RateLimit-Reset": str(int(time.time()) + 3)}, match="POST /v2/orders")
+    assert [type(e) for e in broker.submit(_submit("c-reset"))] == [OrderAccepted]
+    assert 1.0 < sleeps[0] <= 3.0

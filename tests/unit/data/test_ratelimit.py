@@ -130,3 +130,13 @@ def test_impossible_token_counts_are_refused(n: int) -> None:
 def test_token_bucket_is_a_rate_limiter() -> None:
     assert isinstance(TokenBucket(), RateLimiter)
     assert not isinstance(object(), RateLimiter)
+
+
+def test_retry_after_prefers_retry_after_then_the_reset_time() -> None:
+    from amcp.data.ratelimit import retry_after_s
+
+    assert retry_after_s({"Retry-After": "2.5", "X-RateLimit-Reset": "1000"}, now_s=990) == 2.5
+    assert retry_after_s({"X-RateLimit-Reset": "1000"}, now_s=990.5) == 9.5
+    assert retry_after_s({"X-RateLimit-Reset": "1000"}, now_s=1010) == 0.0  # already reset
+    assert retry_after_s({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
+    assert retry_after_s({}) is None
