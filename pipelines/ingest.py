@@ -22,7 +22,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -162,21 +163,41 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i:i + size]
 
 
-def _run_bounded(ray: Any, submit: list[Any], limit: int, bar: tqdm, weight: list[int], poll: Any = None) -> list[Any]:
-    """Submit thunks with at most ``limit`` in flight; return their results in completion order."""
-    pending: dict[Any, int] = {}
-    results: list[Any] = []
-    queue = list(zip(submit, weight))
+@dataclass(frozen=True)
+class _Unit:
+    """One Ray task to run: ``submit()`` starts it; ``symbols`` fail with its error if it dies."""
+
+    submit: Callable[[], Any]
+    weight: int
+    symbols: Sequence[str]
+    kind: str
+
+
+def _run_bounded(ray: Any, units: list[_Unit], limit: int, bar: tqdm, poll: Callable[[], int] | None = None
+                 ) -> list[SymbolIngest]:
+    """Run ``units`` with at most ``limit`` in flight; their results in completion order.
+
+    A task that fails outright (a worker crash, an unexpected error) fails its symbols with the
+    reason; the other tasks carry on.
+    """
+    pending: dict[Any, _Unit] = {}
+    results: list[SymbolIngest] = []
+    queue = list(units)
     while queue or pending:
         while queue and len(pending) < limit:
-            thunk, w = queue.pop(0)
-            pending[thunk()] = w
+            unit = queue.pop(0)
+            pending[unit.submit()] = unit
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         for ref in ready:
-            w = pending.pop(ref)
-            results.extend(ray.get(ref))
+            unit = pending.pop(ref)
+            try:
+                results.extend(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - any task failure is reported, never fatal
+                cause = getattr(exc, "cause", None) or exc
+                reason = f"task failed: {type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}"
+                results.extend(SymbolIngest(symbol, unit.kind, error=reason) for symbol in unit.symbols)
             if poll is None:
-                bar.update(w)
+                bar.update(unit.weight)
         if poll is not None:
             bar.update(max(0, poll() - bar.n))
     return results
@@ -203,15 +224,16 @@ def _file_job(config: IngestConfig, source: FileSourceConfig, ray: Any, quiet: b
     key = job_key({"source": source.model_dump(mode="json"), "kind": kind, "quality": config.quality.model_dump()})
     task = ray.remote(num_cpus=config.ray.task_num_cpus)(_file_task)
     counts = {c["values"]: c["counts"] for c in pc.value_counts(table.column("symbol")).to_pylist()}
-    thunks, weights, offset = [], [], 0
+    units, offset = [], 0
+    daily = source.timeframe == "1Day"
     for group in _chunks(symbols, config.ray.symbols_per_task):
         n = sum(counts[s] for s in group)
         ref = ray.put(table.slice(offset, n))
         offset += n
-        thunks.append(lambda ref=ref: task.remote(config.store.url, options, kind, ref, quality, key, source.timeframe == "1Day"))
-        weights.append(len(group))
+        units.append(_Unit(lambda ref=ref: task.remote(config.store.url, options, kind, ref, quality, key, daily),
+                           len(group), group, kind))
     with tqdm(total=len(symbols), desc="ingest", unit="symbol", disable=quiet, file=sys.stderr) as bar:
-        results = _run_bounded(ray, thunks, config.ray.max_tasks_in_flight, bar, weights)
+        results = _run_bounded(ray, units, config.ray.max_tasks_in_flight, bar)
     return results, {"kind": kind, "job_key": key}
 
 
@@ -240,22 +262,24 @@ def _alpaca_job(config: IngestConfig, source: AlpacaSourceConfig, ray: Any, quie
     progress = ray.remote(num_cpus=0)(_Progress).remote()
     task = ray.remote(num_cpus=config.ray.task_num_cpus)(_alpaca_task)
     symbols = list(source.symbols)
-    thunks, weights = [], []
+    units = []
     for group in _chunks(symbols, config.ray.symbols_per_task):
-        thunks.append(lambda group=group: task.remote(config.store.url, options, source_args, limiter, group, windows,
-                                                      kind, source.timeframe, quality, key, today, progress))
-        weights.append(len(group) * len(windows))
+        units.append(_Unit(lambda group=group: task.remote(config.store.url, options, source_args, limiter, group,
+                                                           windows, kind, source.timeframe, quality, key, today,
+                                                           progress),
+                           len(group) * len(windows), group, kind))
     reference = ray.remote(num_cpus=config.ray.task_num_cpus)(_reference_task)
     if source.corporate_actions:
-        thunks.append(lambda: reference.remote(config.store.url, options, source_args, limiter, "corporate_actions",
-                                               symbols, source.start, end))
-        weights.append(0)
+        units.append(_Unit(lambda: reference.remote(config.store.url, options, source_args, limiter,
+                                                    "corporate_actions", symbols, source.start, end),
+                           0, ["*"], "reference/corporate_actions"))
     if source.option_underlyings:
-        thunks.append(lambda: reference.remote(config.store.url, options, source_args, limiter, "option_chains",
-                                               list(source.option_underlyings), source.start, end))
-        weights.append(0)
-    with tqdm(total=sum(weights), desc="ingest", unit="window", disable=quiet, file=sys.stderr) as bar:
-        results = _run_bounded(ray, thunks, config.ray.max_tasks_in_flight, bar, weights,
+        underlyings = list(source.option_underlyings)
+        units.append(_Unit(lambda: reference.remote(config.store.url, options, source_args, limiter,
+                                                    "option_chains", underlyings, source.start, end),
+                           0, underlyings, "options/chains"))
+    with tqdm(total=sum(u.weight for u in units), desc="ingest", unit="window", disable=quiet, file=sys.stderr) as bar:
+        results = _run_bounded(ray, units, config.ray.max_tasks_in_flight, bar,
                                poll=lambda: ray.get(progress.value.remote()))
     return results, {"kind": kind, "job_key": key, "windows_per_symbol": len(windows)}
 

@@ -225,7 +225,11 @@ def store_bars(
     for symbol in symbols:
         sq = report.per_symbol[symbol]
         counts = {k: int(v) for k, v in sq.counts.items() if v}
-        new, replaced = by_symbol_new.get(symbol, (0, 0))
+        outcome = by_symbol_new.get(symbol, (0, 0))
+        if isinstance(outcome, str):
+            results[symbol] = SymbolIngest(symbol, kind, rows_in=sq.rows_in, quality=counts, error=outcome)
+            continue
+        new, replaced = outcome
         results[symbol] = SymbolIngest(
             symbol,
             kind,
@@ -252,18 +256,21 @@ def _count(table: pa.Table, symbol: str) -> int:
     return int(pc.sum(pc.equal(table.column("symbol"), symbol)).as_py() or 0)
 
 
-def _write_per_symbol(store: MarketDataStore, kind: str, clean: pa.Table) -> dict[str, tuple[int, int]]:
-    """Write ``clean`` (sorted by symbol) one symbol at a time; (new, replaced) rows per symbol."""
-    out: dict[str, tuple[int, int]] = {}
+def _write_per_symbol(store: MarketDataStore, kind: str, clean: pa.Table) -> dict[str, tuple[int, int] | str]:
+    """Write ``clean`` (sorted by symbol) one symbol at a time: (new, replaced) rows per symbol,
+    or why that symbol's write failed (the others are still written)."""
+    out: dict[str, tuple[int, int] | str] = {}
     if clean.num_rows == 0:
         return out
-    counts = pc.value_counts(clean.column("symbol")).to_pylist()
-    order = {c["values"]: c["counts"] for c in counts}
+    order = {c["values"]: c["counts"] for c in pc.value_counts(clean.column("symbol")).to_pylist()}
     offset = 0
     for symbol in pc.unique(clean.column("symbol")).to_pylist():  # first-seen order = sorted order
         n = order[symbol]
-        written = store.write(kind, clean.slice(offset, n))
-        out[symbol] = (written.rows_written, written.rows_replaced)
+        try:
+            written = store.write(kind, clean.slice(offset, n))
+            out[symbol] = (written.rows_written, written.rows_replaced)
+        except AmcpError as exc:
+            out[symbol] = f"write failed: {exc}"
         offset += n
     return out
 

@@ -176,3 +176,31 @@ def test_the_whole_shared_daily_file_ingests_with_every_bad_row_quarantined(ray_
     held = Quarantine(str(tmp_path / "s"), None, summary["job_key"]).read("equities/daily")
     assert held.num_rows == inconsistent
     assert MarketDataStore(str(tmp_path / "s")).read("equities/daily", columns=["close"]).num_rows == summary["rows_written"]
+
+
+def test_a_task_that_dies_fails_its_symbols_and_the_job_still_reports(ray_local, tmp_path, capsys,
+                                                                      monkeypatch) -> None:
+    from amcp.data.ingest import IngestCheckpoint, job_key  # noqa: F401 - the key is read from the summary
+
+    bars = generate_daily_bars(2, date(2015, 1, 1), date(2015, 12, 31), seed=3, symbols=["AAA", "BBB"])
+    monkeypatch.setenv("TEST_ALPACA_KEY", "test-key")
+    monkeypatch.setenv("TEST_ALPACA_SECRET", "test-secret")
+    with AlpacaMarketDataServer() as server:
+        server.add_bars(bars, "1Day")
+        config = {
+            "kind": "ingest", "run": {"output_dir": str(tmp_path / "runs")}, "store": {"url": str(tmp_path / "s")},
+            "source": {"kind": "alpaca", "symbols": ["AAA", "BBB"], "start": "2015-01-01", "end": "2015-12-31",
+                       "url_override": server.url, "key_env": "TEST_ALPACA_KEY", "secret_env": "TEST_ALPACA_SECRET",
+                       "rate_limit_per_minute": 6000, "corporate_actions": False},
+            "ray": {"symbols_per_task": 1, "max_tasks_in_flight": 2, "task_num_cpus": 0.25},
+        }
+        code, first = _run(tmp_path, config, capsys)
+        assert code == 0
+        # BBB's resume markers are corrupted: its task cannot start, AAA's runs
+        checkpoint = IngestCheckpoint(str(tmp_path / "s"), None, first["job_key"])
+        with checkpoint._fs.open(checkpoint._file("BBB"), "wb") as handle:
+            handle.write(b"{broken")
+        code, second = _run(tmp_path, config, capsys)
+    assert code == ingest.EXIT_PARTIAL and not second["ok"]
+    assert [f["symbol"] for f in second["failures"]] == ["BBB"]
+    assert "checkpoint" in second["failures"][0]["reason"] and "task failed" in second["failures"][0]["reason"]

@@ -238,3 +238,15 @@ def test_trades_ingest_into_the_tick_dataset_without_bar_checks(store) -> None:
     stored = store.read("equities/tick", ["S0000"])
     assert stored.column("trade_id").to_pylist() == list(range(n))
     assert stored.column("ts").equals(trades.column("ts"))  # nanoseconds kept
+
+
+def test_a_failing_write_fails_only_its_symbol(store) -> None:
+    table = _bars()
+    store_bars(store, KIND, table, QualityPolicy("repair"), None, daily=True)
+    path = f"{store.dataset_path(KIND)}/symbol=S0001/part-0.parquet"
+    with open(path, "wb") as handle:
+        handle.write(b"not parquet")  # the merge must read the stored file, and cannot
+    results = store_bars(store, KIND, table, QualityPolicy("repair"), None, daily=True)
+    assert results["S0001"].error and "write failed" in results["S0001"].error
+    assert results["S0000"].error is None and results["S0000"].rows_replaced == results["S0000"].rows_in
+    assert summarize(list(results.values()))["failures"][0]["symbol"] == "S0001"
