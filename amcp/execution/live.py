@@ -29,12 +29,14 @@ the engine HALTED until an operator resolves them.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from amcp.config import RiskConfig
 from amcp.domain.enums import DenyReason, LiquiditySide, OrderStatus, TradingState
 from amcp.domain.identifiers import TradeId, VenueOrderId
 from amcp.domain.messages import (
@@ -337,8 +339,7 @@ class LiveExecutionEngine:
                     liquidity=LiquiditySide.TAKER,
                     ts_ns=now,
                 )
-                terminal = [e for e in events[1:]]
-                events = events[:1] + [fill] + terminal
+                events.insert(1, fill)  # after the accept, before any terminal event
             if self.on_broker_events(events):
                 updated.append(str(order.client_order_id))
         known = {str(o.client_order_id) for o in self.state.open_orders()}
@@ -357,3 +358,64 @@ class LiveExecutionEngine:
         if not report.ok:
             log.error("oms: reconciliation failed, staying HALTED: %s", report.to_dict())
         return report
+
+
+class LiveOMS:
+    """The OMS service: builds the engine from plain settings (picklable, so Ray can rebuild it
+    on restart, see ``actors/live_oms.py``) and reconciles in the constructor.
+
+    Args:
+        broker: keyword arguments of :class:`amcp.brokers.alpaca.AlpacaBroker` (key pair, URL…).
+        database_url: the trading state and audit database (SQLAlchemy URL).
+        risk: the pre-trade limits.
+        crash_at: test hook: ``(point, marker_path)`` — exit the process at ``point`` of a
+            submit unless ``marker_path`` exists (it is created first, so a restarted actor does
+            not crash again). ``point`` is one of the engine's crash points.
+    """
+
+    def __init__(self, broker: Mapping[str, Any], database_url: str, risk: RiskConfig,
+                 crash_at: tuple[str, str] | None = None) -> None:
+        from amcp.brokers.alpaca import AlpacaBroker
+        from amcp.store.audit import AuditLog
+
+        hook = None
+        if crash_at is not None:
+            point, marker = crash_at
+
+            def hook(name: str) -> None:
+                if name == point and not os.path.exists(marker):
+                    with open(marker, "w") as handle:
+                        handle.write(name)
+                    os._exit(1)  # a kill, not an exception: nothing after this line runs
+
+        self.engine = LiveExecutionEngine(AlpacaBroker(**broker), TradingStateStore(database_url),
+                                          AuditLog(database_url), RiskEngine(risk), crash_hook=hook)
+        self.report = self.engine.start()
+        self.pid = os.getpid()
+
+    def reconcile_report(self) -> dict[str, Any]:
+        return self.report.to_dict()
+
+    def reconcile(self) -> dict[str, Any]:
+        self.report = self.engine.reconcile()
+        return self.report.to_dict()
+
+    def submit(self, commands: Sequence[SubmitOrder], ctx: RiskContext) -> list[OrderEvent]:
+        return self.engine.submit(commands, ctx)
+
+    def resume_pending(self, ctx: RiskContext) -> list[OrderEvent]:
+        return self.engine.resume_pending(ctx)
+
+    def cancel(self, commands: Sequence[CancelOrder]) -> list[OrderEvent]:
+        return self.engine.cancel(commands)
+
+    def on_trade_updates(self, messages: Sequence[Mapping[str, Any]], strategy_id: str = "",
+                         sessions: int | None = None) -> list[OrderEvent]:
+        """Record ``trade_updates`` payloads; see :meth:`LiveExecutionEngine.on_trade_updates`."""
+        return self.engine.on_trade_updates(messages, strategy_id, sessions)
+
+    def kill(self, reason: str) -> int:
+        return self.engine.kill(reason)
+
+    def process_id(self) -> int:
+        return self.pid
