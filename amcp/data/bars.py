@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from amcp._typing import FloatArray, IntArray
 from amcp.config import DataConfig
+from amcp.data.calendar import EXCHANGE_TIMEZONE
 from amcp.data.quality import BarRows, QualityReport, check_quality, day_to_iso
 from amcp.domain.data import BarBatch
 from amcp.errors import DataError
@@ -36,7 +37,6 @@ from amcp.errors import DataError
 REQUIRED_COLUMNS: tuple[str, ...] = ("symbol", "date", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 SESSION_CLOSE = time(16, 0)
-EXCHANGE_TIMEZONE = "America/New_York"
 
 _NS_PER_DAY = 86_400 * 10**9
 _FIELDS = ("open", "high", "low", "close", "volume")
@@ -200,7 +200,7 @@ def load_daily_bars(config: DataConfig) -> tuple[BarPanel, QualityReport]:
     else:
         source = str(config.path)
         table = _read_table(source, wanted, config.start, config.end)
-    rows = _to_rows(table, source, wanted, config.start, config.end)
+    rows = _to_rows(table, source, wanted, config.start, config.end, symbols_known=config.store is not None)
     clean, report = check_quality(
         rows, policy=config.quality_policy, max_abs_return=config.max_abs_return, source=source
     )
@@ -253,6 +253,11 @@ def _read_store(config: DataConfig, symbols: tuple[str, ...]) -> pa.Table:
     if config.store is None:
         raise DataError("data.store is not set")
     store = MarketDataStore(config.store.url, storage_options=config.store.storage_options())
+    source = f"{config.store.url} (equities/daily)"
+    available = store.symbols("equities/daily")
+    if not available:
+        raise DataError(f"{source}: the store holds no daily bars; ingest some first (make ingest)")
+    _raise_unknown_symbols(source, symbols, available, "the store")
     bars = MarketDataCatalog(store).bars(symbols or None, config.start, config.end, adjustment=config.adjustment,
                                          columns=("symbol", "ts", *_FIELDS))
     days = day_of_ns(bars.column("ts").cast(pa.int64()).to_numpy())
@@ -349,8 +354,14 @@ def _to_rows(
     symbols: tuple[str, ...],
     start: date | None,
     end: date | None,
+    *,
+    symbols_known: bool = False,
 ) -> BarRows:
-    """Convert a validated table to ``BarRows`` (file order, panel column order), applying the filters."""
+    """Convert a validated table to ``BarRows`` (file order, panel column order), applying the filters.
+
+    ``symbols_known``: the caller already checked every wanted symbol exists (a store read), so a
+    symbol without rows is reported as outside the window without reading ``source`` again.
+    """
     names, codes = _symbol_codes(table.column("symbol"), source)
     day = _days(table.column("date"), source)
 
@@ -366,6 +377,8 @@ def _to_rows(
     present = set(np.asarray(names, dtype=object)[np.unique(codes[keep])]) if keep.any() else set()
     if symbols:
         missing = [s for s in symbols if s not in present]
+        if missing and symbols_known:
+            raise DataError(f"{source}: no rows for {missing}{_window(start, end)}")
         if missing:
             _raise_missing_symbols(source, missing, start, end)
     if not keep.any():
@@ -441,23 +454,28 @@ def _floats(column: pa.ChunkedArray, keep: np.ndarray) -> FloatArray:
 def _raise_missing_symbols(source: str, missing: list[str], start: date | None, end: date | None) -> None:
     table = pq.read_table(source, columns=["symbol"])
     available = sorted(str(s) for s in pc.unique(table.column("symbol").cast(pa.string())).to_pylist() if s)
-    known = set(available)
-    unknown = [s for s in missing if s not in known]
-    if unknown:
-        hints = []
-        for s in unknown:
-            close = difflib.get_close_matches(s.upper(), available, n=1) or [
-                a for a in available if a == s.upper()
-            ]
-            if close:
-                hints.append(f"{close[0]!r} for {s!r}")
-        hint = f"; did you mean {', '.join(hints)}?" if hints else ""
-        raise DataError(
-            f"{source}: unknown symbol{'s' if len(unknown) > 1 else ''} {unknown}; "
-            f"the file has {len(available):,} symbols, e.g. {_preview(available)}{hint}"
-        )
+    _raise_unknown_symbols(source, missing, available, "the file")
     raise DataError(
         f"{source}: no rows for symbol{'s' if len(missing) > 1 else ''} {missing}{_window(start, end)}"
+    )
+
+
+def _raise_unknown_symbols(source: str, wanted: Sequence[str], available: Sequence[str], holder: str) -> None:
+    """Raise a :class:`DataError` naming the symbols of ``wanted`` not in ``available``, with
+    close matches; return quietly when every one is known."""
+    known = set(available)
+    unknown = [s for s in wanted if s not in known]
+    if not unknown:
+        return
+    hints = []
+    for s in unknown:
+        close = difflib.get_close_matches(s.upper(), list(available), n=1) or [a for a in available if a == s.upper()]
+        if close:
+            hints.append(f"{close[0]!r} for {s!r}")
+    hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+    raise DataError(
+        f"{source}: unknown symbol{'s' if len(unknown) > 1 else ''} {unknown}; "
+        f"{holder} has {len(available):,} symbols, e.g. {_preview(list(available))}{hint}"
     )
 
 

@@ -43,7 +43,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from amcp.data.calendar import midnight_ns
+from amcp.data.calendar import EXCHANGE_TIMEZONE, midnight_ns
 from amcp.data.schemas import DatasetKind, kind_of
 from amcp.errors import DataError, StoreError
 
@@ -765,7 +765,7 @@ def _time_predicate(kind: DatasetKind, lo: int | None, hi: int | None) -> pc.Exp
 
 
 def _ny_day(ns: int) -> date:
-    stamp = pd.Timestamp(ns, unit="ns", tz="UTC").tz_convert("America/New_York")
+    stamp = pd.Timestamp(ns, unit="ns", tz="UTC").tz_convert(EXCHANGE_TIMEZONE)
     return stamp.date()
 
 

@@ -110,3 +110,14 @@ def test_small_universe_and_option_chain(catalog) -> None:
     catalog.store.write("options/chains", chain)
     assert catalog.option_chain("S0000").num_rows == chain.num_rows
     assert catalog.option_chain("S0000", "2017-01-01").num_rows == 0
+
+
+def test_store_reads_for_a_backtest_fail_clearly(catalog, tmp_path) -> None:
+    empty = DataConfig(store=StoreConfig(url=str(tmp_path / "nothing")))
+    with pytest.raises(DataError, match="holds no daily bars"):
+        load_daily_bars(empty)
+    with pytest.raises(DataError, match=r"unknown symbol.*'s0000'.*did you mean 'S0000'"):
+        load_daily_bars(DataConfig(store=StoreConfig(url=catalog.store.url), symbols=("s0000",)))
+    with pytest.raises(DataError, match=r"no rows for \['S0000'\]"):
+        load_daily_bars(DataConfig(store=StoreConfig(url=catalog.store.url), symbols=("S0000",),
+                                   start=date(2030, 1, 1)))
