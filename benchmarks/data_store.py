@@ -316,6 +316,16 @@ def bench_s3(daily: pa.Table, args: argparse.Namespace, lines: list[dict[str, An
                        peer_s, data=f"{len(subset)} symbols x 22 years", cache="moto S3 server in this process; " + WARM,
                        repeats=args.repeats,
                        note=f"a {len(subset)}-symbol subset to keep the in-process S3 server quick"), lines)
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(bars, sink)
+        fs.pipe("bench/daily.csv", sink.getvalue().to_pybytes())
+        csv_s, frame = median_s(lambda: pd.read_csv("s3://bench/daily.csv", parse_dates=["ts"],
+                                                    storage_options=options), max(1, args.repeats - 1))
+        if len(frame) != table.num_rows:
+            raise RuntimeError(f"S3 CSV rows differ: {len(frame)} vs {table.num_rows}")
+        emit(rate_line("daily_rows_per_s_s3", table.num_rows, ours_s, "pandas.read_csv of the same rows as one S3 object",
+                       csv_s, data=f"{len(subset)} symbols x 22 years", cache="moto S3 server in this process; " + WARM,
+                       repeats=args.repeats), lines)
         return {"s3_rows": table.num_rows, "s3_write_s": round(write_s, 2)}
     finally:
         server.stop()
