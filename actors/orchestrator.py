@@ -14,18 +14,12 @@ from typing import Any
 
 import ray
 
-from actors.broker import SimBrokerActor
 from actors.invoker import RayInvoker
-from actors.journal import JournalActor
 from actors.market_data import MarketDataActor
-from actors.oms import OMSActor
-from actors.portfolio import PortfolioActor
-from actors.risk import RiskActor
-from actors.strategy import StrategyActor
-from amcp.backtest.engine import capital_fractions, split_strategies
+from actors.planes import build_plane
 from amcp.config import TradeConfig
 from amcp.data.bars import BarPanel
-from amcp.engine.cycle import CycleReport, Plane, TradingKernel
+from amcp.engine.cycle import CycleReport, TradingKernel
 from amcp.errors import AmcpError
 
 ORCHESTRATOR_NAME = "orchestrator"
@@ -46,18 +40,7 @@ class TradingOrchestrator:
         self.market_data = MarketDataActor.options(**options).remote(panel)
         self.symbols: tuple[str, ...] = panel.symbols
         self.total_cycles = len(panel)
-        journal = JournalActor.options(**options).remote(journal_url, run_id) if journal_url else None
-        groups = split_strategies(config.strategies, config.ray.num_strategy_actors)
-        self.plane = Plane(
-            broker=SimBrokerActor.options(**options).remote(config.venue),
-            oms=OMSActor.options(**options).remote(),
-            portfolio=PortfolioActor.options(**options).remote(
-                config.account, config.sizing, capital_fractions(config)
-            ),
-            risk=RiskActor.options(**options).remote(config.risk),
-            strategies=[StrategyActor.options(**options).remote(group, self.symbols) for group in groups],
-            journal=journal,
-        )
+        self.plane = build_plane(config, self.symbols, run_id, journal_url)
         self.kernel = TradingKernel(self.plane, RayInvoker(), bars_close_session=True)
 
     def identity(self) -> dict[str, Any]:
