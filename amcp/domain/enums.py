@@ -149,3 +149,5 @@ class DenyReason(str, Enum):
     REDUCE_ONLY = "reduce_only"
     TRADING_REDUCING = "trading_reducing"
     TRADING_HALTED = "trading_halted"
+    STATE_UNAVAILABLE = "state_unavailable"
+    NOT_CHECKED = "not_checked"

@@ -14,6 +14,11 @@ Its invariants are the issue's: an order is never lost, never duplicated, never 
   duplicate).
 - Broker events go through :meth:`TradingStateStore.apply`, which refuses duplicates, illegal
   transitions and overfills (an overfill also halts the symbol), and every event is audited.
+- The database down (a PostgreSQL restart): an intent that cannot be persisted is denied
+  (``state_unavailable``) and never sent; a broker event that cannot be recorded leaves the
+  engine un-reconciled, so nothing more is sent until :meth:`LiveExecutionEngine.reconcile`
+  succeeds and recovers what was missed from the broker. Redis down: events that cannot be
+  published wait in order in an outbox and go out with the next successful publish.
 
 Reconciliation (:meth:`LiveExecutionEngine.start` and :meth:`reconcile`): every local order that
 is not terminal is looked up at the broker by client order id. Found: its status is brought
@@ -47,6 +52,7 @@ from amcp.domain.messages import (
     SubmitOrder,
 )
 from amcp.domain.serialization import to_record
+from amcp.errors import StoreError
 from amcp.risk.engine import RiskContext, RiskEngine
 from amcp.store.state import Anomaly, TradingStateStore
 
@@ -145,6 +151,9 @@ class LiveExecutionEngine:
         self._stream_sessions = 0
         self.halted_symbols: dict[str, str] = {}
         self.sent = 0
+        self._checked: set[str] = set()  # accepted by this engine's risk checks, not yet sent
+        self._outbox: list[Any] = []  # recorded events a failed publish left behind, in order
+        self.audit_failures = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -184,7 +193,17 @@ class LiveExecutionEngine:
 
     def submit(self, commands: Sequence[SubmitOrder], ctx: RiskContext) -> list[OrderEvent]:
         """Check, persist, audit and send ``commands``; return every event recorded."""
-        out: list[OrderEvent] = []
+        accepted, denied = self.check(commands, ctx)
+        return [*denied, *self.send_checked(accepted)]
+
+    def check(self, commands: Sequence[SubmitOrder], ctx: RiskContext) -> tuple[list[SubmitOrder], list[OrderDenied]]:
+        """The pre-trade checks alone (the trading plane's risk hop): return (accepted, denied).
+
+        Accepted commands are remembered, and only they can be sent by :meth:`send_checked`.
+        Denials are audited. Nothing passes while the engine is not reconciled or the symbol is
+        halted after an overfill.
+        """
+        out: list[OrderDenied] = []
         allowed: list[SubmitOrder] = []
         for command in commands:
             reason = None if self._reconciled else "not reconciled with the broker"
@@ -195,15 +214,44 @@ class LiveExecutionEngine:
                 allowed.append(command)
         accepted, denied = self.risk.check(allowed, ctx)
         for denial in denied:
-            self.audit.append(self._actor, "denied", to_record(denial), denial.ts_ns)
+            self._audit("denied", to_record(denial), denial.ts_ns)
             out.append(denial)
-        for command in accepted:
+        self._checked.update(str(c.client_order_id) for c in accepted)
+        return list(accepted), out
+
+    def send_checked(self, commands: Sequence[SubmitOrder]) -> list[OrderEvent]:
+        """Persist, audit and send commands :meth:`check` accepted (the plane's broker hop).
+
+        A command this engine did not accept is denied (``not_checked``); one that arrives after
+        the engine lost its reconciliation (or its symbol was halted) is denied too.
+        """
+        out: list[OrderEvent] = []
+        for command in commands:
+            key = str(command.client_order_id)
+            if key not in self._checked:
+                out.append(self._deny(command, DenyReason.NOT_CHECKED, "not accepted by this engine's pre-trade checks"))
+                continue
+            self._checked.discard(key)
+            reason = None if self._reconciled else "not reconciled with the broker"
+            reason = reason or self.halted_symbols.get(command.symbol)
+            if reason:
+                out.append(self._deny(command, DenyReason.TRADING_HALTED, reason))
+                continue
             out.extend(self._send(command))
         return out
 
     def _send(self, command: SubmitOrder) -> list[OrderEvent]:
-        if self.state.save_intent(command):
-            self.audit.append(self._actor, "intent", to_record(command), command.ts_ns)
+        try:
+            saved = self.state.save_intent(command)
+            if saved:
+                self.audit.append(self._actor, "intent", to_record(command), command.ts_ns)
+        except StoreError as exc:
+            # no persisted (and audited) intent, no request: the order is denied, and the engine
+            # reconciles before it sends anything again (the save may have landed after all)
+            self._reconciled = False
+            log.error("oms: cannot persist intent %s, denied: %s", command.client_order_id, exc)
+            return [self._deny(command, DenyReason.STATE_UNAVAILABLE, f"state store unavailable: {exc}")]
+        if saved:
             self._crash("intent_saved")
         elif self._pending_resend.pop(str(command.client_order_id), None) is not None:
             self.audit.append(self._actor, "resend", to_record(command), self._clock_ns())
@@ -212,9 +260,14 @@ class LiveExecutionEngine:
             log.info("oms: intent %s is already known (%s); not sent again", command.client_order_id,
                      existing.status.value if existing else "?")
             return []
-        existing = self.state.order(command.client_order_id)
-        if existing is not None and existing.status is OrderStatus.INITIALIZED:
-            self.state.mark_submitted(command.client_order_id, self._clock_ns())
+        try:
+            existing = self.state.order(command.client_order_id)
+            if existing is not None and existing.status is OrderStatus.INITIALIZED:
+                self.state.mark_submitted(command.client_order_id, self._clock_ns())
+        except StoreError as exc:
+            self._reconciled = False
+            log.error("oms: cannot mark %s submitted, not sent: %s", command.client_order_id, exc)
+            return [self._deny(command, DenyReason.STATE_UNAVAILABLE, f"state store unavailable: {exc}")]
         self._crash("request_sent")
         self.sent += 1
         events = self.broker.submit(command)
@@ -222,23 +275,33 @@ class LiveExecutionEngine:
         return self.on_broker_events(events)
 
     def cancel(self, commands: Sequence[CancelOrder]) -> list[OrderEvent]:
+        """Cancel orders at the broker (cancels are never blocked: they reduce risk)."""
         out: list[OrderEvent] = []
         for command in commands:
-            self.audit.append(self._actor, "cancel", to_record(command), command.ts_ns)
+            self._audit("cancel", to_record(command), command.ts_ns)
             out.extend(self.on_broker_events(self.broker.cancel(command)))
         return out
 
     def on_broker_events(self, events: Sequence[OrderEvent]) -> list[OrderEvent]:
-        """Record broker events (from a response, the trade stream or reconciliation)."""
+        """Record broker events (from a response, the trade stream or reconciliation).
+
+        If the store cannot record an event (database down) the rest are not recorded either,
+        nothing is raised, and the engine stops sending until a reconciliation recovers them.
+        """
         recorded: list[OrderEvent] = []
         for event in events:
-            if isinstance(event, OrderFilled) and not str(event.trade_id).startswith(RECONCILE_TRADE_PREFIX):
-                if self._covered_by_reconcile(event):
-                    continue
-            result = self.state.apply(event)
-            self.audit.append(self._actor, "event", {**to_record(event),
-                                                      "anomaly": result.anomaly.value if result.anomaly else None},
-                              self._clock_ns())
+            try:
+                if isinstance(event, OrderFilled) and not str(event.trade_id).startswith(RECONCILE_TRADE_PREFIX):
+                    if self._covered_by_reconcile(event):
+                        continue
+                result = self.state.apply(event)
+            except StoreError as exc:
+                self._reconciled = False
+                log.error("oms: cannot record %s for %s (%s); halted until reconciled",
+                          type(event).__name__, event.client_order_id, exc)
+                break
+            self._audit("event", {**to_record(event), "anomaly": result.anomaly.value if result.anomaly else None},
+                        self._clock_ns())
             if result.anomaly is Anomaly.OVERFILL:
                 symbol = getattr(event, "symbol", "") or (result.order.symbol if result.order else "")
                 self.halted_symbols[symbol] = f"symbol halted after an overfill of {event.client_order_id}"
@@ -247,9 +310,40 @@ class LiveExecutionEngine:
                 self._crash("fill_applied")
             if result.applied:
                 recorded.append(event)
-                if self._publish is not None:
-                    self._publish(event)
+                self._publish_event(event)
         return recorded
+
+    @property
+    def unpublished(self) -> int:
+        """Recorded events waiting for the event stream (Redis down)."""
+        return len(self._outbox)
+
+    def _publish_event(self, event: Any) -> None:
+        """Publish in order: the event joins the outbox, which drains from its head."""
+        if self._publish is not None:
+            self._outbox.append(event)
+            self.flush_outbox()
+
+    def flush_outbox(self) -> int:
+        """Publish what waits in the outbox, oldest first, until a publish fails; return how
+        many still wait (the failed one stays at the head)."""
+        while self._outbox and self._publish is not None:
+            try:
+                self._publish(self._outbox[0])
+            except Exception as exc:  # noqa: BLE001 - any publisher failure: keep and retry later
+                log.warning("oms: event stream unavailable (%s); %d events wait", exc, len(self._outbox))
+                break
+            self._outbox.pop(0)
+        return len(self._outbox)
+
+    def _audit(self, action: str, payload: Mapping[str, Any], ts_ns: int) -> None:
+        """Audit a record that does not gate a request (denials, events, cancels): a database
+        failure is logged and counted, never raised (the state store holds the same facts)."""
+        try:
+            self.audit.append(self._actor, action, payload, ts_ns)
+        except StoreError as exc:
+            self.audit_failures += 1
+            log.error("oms: audit append %s failed: %s", action, exc)
 
     def on_trade_updates(self, messages: Sequence[Mapping[str, Any]], strategy_id: str = "",
                          sessions: int | None = None) -> list[OrderEvent]:
@@ -295,7 +389,7 @@ class LiveExecutionEngine:
     def _deny(self, command: SubmitOrder, reason: DenyReason, message: str) -> OrderDenied:
         denial = OrderDenied(client_order_id=command.client_order_id, ts_ns=command.ts_ns, reason=reason,
                              message=message, strategy_id=command.strategy_id, symbol=command.symbol)
-        self.audit.append(self._actor, "denied", to_record(denial), command.ts_ns)
+        self._audit("denied", to_record(denial), command.ts_ns)
         return denial
 
     # ------------------------------------------------------------------ reconciliation
@@ -371,12 +465,15 @@ class LiveOMS:
         crash_at: test hook: ``(point, marker_path)`` — exit the process at ``point`` of a
             submit unless ``marker_path`` exists (it is created first, so a restarted actor does
             not crash again). ``point`` is one of the engine's crash points.
+        events: where recorded events are published: ``{"redis_url": ..., "stream": ...}``
+            (:class:`amcp.store.event_stream.EventStream` keyword arguments); None publishes nothing.
     """
 
     def __init__(self, broker: Mapping[str, Any], database_url: str, risk: RiskConfig,
-                 crash_at: tuple[str, str] | None = None) -> None:
+                 crash_at: tuple[str, str] | None = None, events: Mapping[str, Any] | None = None) -> None:
         from amcp.brokers.alpaca import AlpacaBroker
         from amcp.store.audit import AuditLog
+        from amcp.store.event_stream import EventStream
 
         hook = None
         if crash_at is not None:
@@ -388,8 +485,10 @@ class LiveOMS:
                         handle.write(name)
                     os._exit(1)  # a kill, not an exception: nothing after this line runs
 
+        publish = EventStream(**events).publish if events is not None else None
         self.engine = LiveExecutionEngine(AlpacaBroker(**broker), TradingStateStore(database_url),
-                                          AuditLog(database_url), RiskEngine(risk), crash_hook=hook)
+                                          AuditLog(database_url), RiskEngine(risk), crash_hook=hook,
+                                          publish=publish)
         self.report = self.engine.start()
         self.pid = os.getpid()
 
@@ -405,6 +504,15 @@ class LiveOMS:
 
     def resume_pending(self, ctx: RiskContext) -> list[OrderEvent]:
         return self.engine.resume_pending(ctx)
+
+    def check(self, commands: Sequence[SubmitOrder], ctx: RiskContext) -> tuple[list[SubmitOrder], list[OrderDenied]]:
+        return self.engine.check(commands, ctx)
+
+    def send_checked(self, commands: Sequence[SubmitOrder]) -> list[OrderEvent]:
+        return self.engine.send_checked(commands)
+
+    def flush_outbox(self) -> int:
+        return self.engine.flush_outbox()
 
     def cancel(self, commands: Sequence[CancelOrder]) -> list[OrderEvent]:
         return self.engine.cancel(commands)
