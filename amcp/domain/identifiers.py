@@ -74,6 +74,20 @@ class RunId(_Identifier):
     __slots__ = ()
 
 
+ALGO_CHILD_TAG_PREFIX = "algo:"
+"""Tags of execution-algorithm children start with this (``algo:<algo>:<parent id>``)."""
+
+
+def algo_child_tag(algo: str, parent_id: str) -> str:
+    """The tag an execution algorithm's children carry: it names the algorithm and the parent.
+
+    The pre-trade duplicate-intent check treats each such child by its own (derived) client
+    order id: equal slices of one parent are not duplicates of each other, while a child sent
+    again is still refused as a duplicate client order id.
+    """
+    return f"{ALGO_CHILD_TAG_PREFIX}{algo}:{parent_id}"
+
+
 def derive_client_order_id(strategy_id: str, ts_ns: int, sequence: int, symbol: str) -> ClientOrderId:
     """Derive a deterministic client order id from an intent.
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Final, Self
 from pydantic import ValidationError
 
 from amcp.domain.enums import DenyReason, OrderSide, OrderStatus, OrderType, TimeInForce
-from amcp.domain.identifiers import ClientOrderId
+from amcp.domain.identifiers import ClientOrderId, algo_child_tag
 from amcp.domain.instruments import Instrument
 from amcp.domain.instruments import instrument_for as default_instrument_for
 from amcp.domain.messages import CancelOrder, OrderDenied, OrderFilled, SubmitOrder
@@ -479,7 +479,7 @@ class SingleParentAlgorithm(ExecutionAlgorithm):
             time_in_force=self._tif,
             limit_price=limit_price,
             ts_ns=ts_ns,
-            tag=f"{self.algo_name}:{parent.parent_id}",
+            tag=algo_child_tag(self.algo_name, parent.parent_id),
         )
 
     def _anomaly(self, ts_ns: int, client_order_id: str, reason: str) -> None:

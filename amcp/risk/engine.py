@@ -13,7 +13,9 @@ otherwise be accepted uses up the throttle budget):
 1.  TRADING_HALTED            state HALTED denies everything, reductions included.
 2.  DUPLICATE_CLIENT_ORDER_ID id accepted before by this engine, or a working (open) order's id.
 3.  DUPLICATE_INTENT          same (strategy, symbol, side, quantity, type, limit, stop) accepted
-                              less than ``duplicate_intent_window_s`` ago (0 disables).
+                              less than ``duplicate_intent_window_s`` ago (0 disables); an
+                              execution algorithm's child (tag ``algo:…``) is keyed by its own
+                              derived id as well, so equal slices of one parent pass.
 4.  UNKNOWN_INSTRUMENT        ``instrument_for`` raises, or the symbol is not written the way the
                               instrument writes it (``aapl`` for ``AAPL``).
 5.  RESTRICTED_SYMBOL         the symbol, or an option's underlying, is restricted.
@@ -56,7 +58,7 @@ from typing import TYPE_CHECKING, Final
 
 from amcp.domain._fast_init import fast_init
 from amcp.domain.enums import DenyReason, TradingState
-from amcp.domain.identifiers import ClientOrderId
+from amcp.domain.identifiers import ALGO_CHILD_TAG_PREFIX, ClientOrderId
 from amcp.domain.instruments import Instrument, OptionContract
 from amcp.domain.instruments import instrument_for as default_instrument_for
 from amcp.domain.messages import OrderDenied, SubmitOrder, TradingStateChanged
@@ -356,6 +358,9 @@ class RiskEngine:
                 command.limit_price,
                 command.stop_price,
             )
+            if command.tag.startswith(ALGO_CHILD_TAG_PREFIX):
+                # equal slices of one parent are not duplicates: a child is its derived id
+                intent = (*intent, command.client_order_id)
             last_ns = self._intents.get(intent)
             if last_ns is not None and ts_ns - last_ns < self._intent_window_ns:
                 return DenyReason.DUPLICATE_INTENT, (

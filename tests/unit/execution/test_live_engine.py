@@ -359,3 +359,58 @@ def test_trade_stream_reconnect_triggers_a_rest_backfill(rig) -> None:
         rig.check_invariants()
     finally:
         feed.stop()
+
+
+def test_the_plane_hops_send_only_what_this_engines_checks_accepted(rig) -> None:
+    engine = rig.engine()
+    assert engine.start().ok
+    checked = _order(random.Random(3), 1, rig.now)
+    unchecked = _order(random.Random(4), 2, rig.now)
+    accepted, denied = engine.check([checked], rig.ctx())
+    assert accepted == [checked] and denied == []
+    events = engine.send_checked([unchecked, checked])
+    assert isinstance(events[0], OrderDenied) and events[0].reason is DenyReason.NOT_CHECKED
+    assert [o["client_order_id"] for o in rig.broker_orders()] == ["o-1"]
+    # accepted once, sent once: a second send_checked of the same command is refused
+    assert engine.send_checked([checked])[0].reason is DenyReason.NOT_CHECKED
+    rig.check_invariants()
+
+
+def test_an_intent_the_database_cannot_persist_is_denied_and_never_sent(rig, monkeypatch) -> None:
+    from amcp.errors import StoreError
+
+    engine = rig.engine()
+    assert engine.start().ok
+
+    def down(*args: Any, **kwargs: Any) -> bool:
+        raise StoreError("connection refused")
+
+    monkeypatch.setattr(engine.state, "save_intent", down)
+    events = engine.submit([_order(random.Random(5), 1, rig.now)], rig.ctx())
+    assert [e.reason for e in events] == [DenyReason.STATE_UNAVAILABLE]
+    assert rig.broker_orders() == []
+    monkeypatch.undo()
+    # nothing more is sent until a reconciliation succeeds
+    assert engine.submit([_order(random.Random(6), 2, rig.now)], rig.ctx())[0].reason is DenyReason.TRADING_HALTED
+    assert engine.reconcile().ok
+    assert not isinstance(engine.submit([_order(random.Random(6), 2, rig.now)], rig.ctx())[0], OrderDenied)
+    rig.check_invariants()
+
+
+def test_events_wait_in_order_while_the_event_stream_is_down(rig) -> None:
+    published: list[Any] = []
+    up = {"ok": False}
+
+    def publish(event: Any) -> None:
+        if not up["ok"]:
+            raise ConnectionError("redis down")
+        published.append(event)
+
+    engine = rig.engine()
+    engine._publish = publish
+    assert engine.start().ok
+    recorded = engine.submit([_order(random.Random(8), i, rig.now) for i in range(3)], rig.ctx())
+    assert engine.unpublished == len(recorded) > 0 and published == []
+    up["ok"] = True
+    assert engine.flush_outbox() == 0
+    assert published == recorded
