@@ -182,6 +182,22 @@ class LiveExecutionEngine:
         engine is reconciled and trading; while HALTED they are denied and stay pending)."""
         return self.submit(list(self._pending_resend.values()), ctx)
 
+    def sync_account(self) -> Any:
+        """Read the broker's account, store it as an account snapshot, and halt trading if the
+        broker blocks it (``trading_blocked``); return the account.
+
+        Raises:
+            ExecutionError: if the broker cannot be read; StoreError if the snapshot cannot be saved.
+        """
+        now = self._clock_ns()
+        account = self.broker.account()
+        raw = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(account).items()}
+        self.state.save_account_snapshot(now, account.cash, account.equity, account.buying_power, raw)
+        if account.trading_blocked and self.risk.state is not TradingState.HALTED:
+            self.risk.set_state(TradingState.HALTED, now, "the broker blocks trading on this account")
+            self._audit("trading_blocked", raw, now)
+        return account
+
     def kill(self, reason: str) -> int:
         """Kill switch: deny every new order from now on and cancel every working order."""
         now = self._clock_ns()

@@ -414,3 +414,17 @@ def test_events_wait_in_order_while_the_event_stream_is_down(rig) -> None:
     up["ok"] = True
     assert engine.flush_outbox() == 0
     assert published == recorded
+
+
+def test_account_sync_stores_a_snapshot_equal_to_the_broker(rig) -> None:
+    engine = rig.engine()
+    assert engine.start().ok
+    engine.submit([_order(random.Random(9), 1, rig.now)], rig.ctx())
+    rig.advance(99.0)
+    rig.pump(engine)
+    account = engine.sync_account()
+    snapshot = engine.state.latest_account_snapshot()
+    remote = rig.broker.inner._client.get("/account")
+    assert snapshot.cash == account.cash == Decimal(remote["cash"]) < Decimal(100_000)
+    assert snapshot.equity == Decimal(remote["equity"])
+    assert engine.risk.state is TradingState.ACTIVE  # the paper account is not blocked
