@@ -19,6 +19,14 @@ a rejection, and an order is never sent twice.**
   is looked up and reported as it stands.
 - Any other 4xx is a rejection, reported with Alpaca's message.
 
+Order classes (:class:`~amcp.domain.enums.OrderClass`): bracket, OTO and OCO orders are sent
+with their ``take_profit`` / ``stop_loss`` objects, multi-leg option orders with their ``legs``
+and no top-level symbol or side. Alpaca answers with the exits (or option legs) nested in the
+order's ``legs``, each an order of its own with its own ids; every event list built from an
+order object ends with one :class:`~amcp.domain.messages.OrderLegAccepted` per leg, so the
+caller can register them. :meth:`AlpacaBroker.fill_activities` reads the account's FILL
+activities (every execution with its id), for reconciliation.
+
 Requests go through a ``requests.Session`` that takes a token from the rate limiter (Alpaca
 allows 200 requests a minute) before every HTTP request. Prices and quantities are sent as
 decimal strings, never floats, and read back as ``Decimal``.
@@ -39,7 +47,7 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 
 from amcp.data.ratelimit import RateLimiter, TokenBucket, retry_after_s
-from amcp.domain.enums import LiquiditySide, OrderSide, OrderStatus
+from amcp.domain.enums import LiquiditySide, OrderClass, OrderSide, OrderStatus, OrderType, TimeInForce
 from amcp.domain.identifiers import ClientOrderId, StrategyId, TradeId, VenueOrderId
 from amcp.domain.messages import (
     CancelOrder,
@@ -48,6 +56,7 @@ from amcp.domain.messages import (
     OrderEvent,
     OrderExpired,
     OrderFilled,
+    OrderLegAccepted,
     OrderRejected,
     OrderReplaced,
     OrderStatusChanged,
@@ -63,14 +72,22 @@ _UNKNOWN_STATUS = frozenset({500, 502, 503, 504})
 _DUPLICATE_HINT = "client_order_id"
 
 
+_ACTIVITY_PAGE_SIZE = 100  # Alpaca's maximum page of account activities
+
+
 @dataclass(frozen=True)
 class BrokerOrder:
-    """An order as the broker reports it (exact decimals; times in UTC ns)."""
+    """An order as the broker reports it (exact decimals, prices in USD; times in UTC ns).
+
+    A multi-leg parent has an empty ``symbol`` and no ``side`` (as Alpaca reports it); its
+    ``filled_avg_price`` is the net price per unit. ``legs`` are the orders the broker created
+    for it (bracket/OTO/OCO exits, option legs), each with its own ids.
+    """
 
     client_order_id: str
     venue_order_id: str
     symbol: str
-    side: OrderSide
+    side: OrderSide | None
     quantity: Decimal
     filled_quantity: Decimal
     filled_avg_price: Decimal | None
@@ -78,6 +95,28 @@ class BrokerOrder:
     order_type: str
     updated_ns: int
     replaced_by: str | None = None
+    order_class: OrderClass = OrderClass.SIMPLE
+    time_in_force: str = ""
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    legs: tuple[BrokerOrder, ...] = ()
+
+
+@dataclass(frozen=True)
+class BrokerFill:
+    """One execution from the account's FILL activities (quantity in shares or contracts,
+    price in USD, ``ts_ns`` the transaction time in UTC ns).
+
+    ``execution_id`` is Alpaca's activity id (``<time>::<uuid>``), unique per execution.
+    """
+
+    execution_id: str
+    venue_order_id: str
+    symbol: str
+    side: OrderSide
+    quantity: Decimal
+    price: Decimal
+    ts_ns: int
 
 
 @dataclass(frozen=True)
@@ -239,10 +278,33 @@ class AlpacaBroker:
         return None if found is None else broker_order(found)
 
     def open_orders(self) -> list[BrokerOrder]:
-        outcome, raw, reason = self._send("GET", "/orders", {"status": "open", "limit": 500, "nested": "false"})
+        """Working orders, each with its legs nested under it (``nested=true``)."""
+        outcome, raw, reason = self._send("GET", "/orders", {"status": "open", "limit": 500, "nested": "true"})
         if outcome != "ok":
             raise ExecutionError(f"alpaca: cannot list open orders: {reason}")
         return [broker_order(o) for o in raw]
+
+    def fill_activities(self, after_ns: int | None = None) -> list[BrokerFill]:
+        """Every execution of the account after ``after_ns`` (UTC ns; all when ``None``), oldest first.
+
+        Reads ``GET /v2/account/activities/FILL`` page by page (``direction=asc``, the last id
+        of a page as the next ``page_token``) until a short page.
+
+        Raises:
+            ExecutionError: if a page cannot be read or an activity is malformed.
+        """
+        params: dict[str, Any] = {"direction": "asc", "page_size": _ACTIVITY_PAGE_SIZE}
+        if after_ns is not None:
+            params["after"] = pd.Timestamp(after_ns, unit="ns", tz="UTC").isoformat()
+        fills: list[BrokerFill] = []
+        while True:
+            outcome, raw, reason = self._send("GET", "/account/activities/FILL", params)
+            if outcome != "ok" or not isinstance(raw, list):
+                raise ExecutionError(f"alpaca: cannot read fill activities: {reason or f'not a list: {raw!r:.200}'}")
+            fills.extend(broker_fill(activity) for activity in raw)
+            if len(raw) < _ACTIVITY_PAGE_SIZE:
+                return fills
+            params["page_token"] = str(raw[-1]["id"])
 
     def positions(self) -> dict[str, Decimal]:
         outcome, raw, reason = self._send("GET", "/positions", None)
@@ -312,7 +374,16 @@ class AlpacaBroker:
 
 
 def order_body(command: SubmitOrder) -> dict[str, Any]:
-    """The JSON body of ``POST /v2/orders`` for ``command`` (decimals as strings)."""
+    """The JSON body of ``POST /v2/orders`` for ``command`` (decimals as strings).
+
+    A simple order carries no ``order_class``. Bracket/OTO orders add ``take_profit``
+    (``limit_price``) and/or ``stop_loss`` (``stop_price``, optional ``limit_price``); an OCO
+    order is a limit order whose limit is also sent as ``take_profit.limit_price``. A
+    multi-leg order has no top-level ``symbol`` or ``side``: ``legs`` name each contract with
+    its ``ratio_qty``, ``side`` and optional ``position_intent``; its ``limit_price`` is the net
+    price per unit (negative for a credit).
+    """
+    order_class = command.order_class
     body: dict[str, Any] = {
         "symbol": command.symbol,
         "qty": _decimal_text(command.quantity),
@@ -325,6 +396,26 @@ def order_body(command: SubmitOrder) -> dict[str, Any]:
                         ("trail_price", command.trail_price), ("trail_percent", command.trail_percent)):
         if value is not None:
             body[name] = _decimal_text(value)
+    if order_class is OrderClass.SIMPLE:
+        return body
+    body["order_class"] = order_class.value
+    if order_class is OrderClass.MLEG:
+        del body["symbol"], body["side"]
+        body["legs"] = [
+            {"symbol": leg.symbol, "ratio_qty": str(leg.ratio_quantity), "side": leg.side.value,
+             **({"position_intent": leg.position_intent.value} if leg.position_intent is not None else {})}
+            for leg in command.legs
+        ]
+        return body
+    take_profit = command.take_profit_limit_price
+    if order_class is OrderClass.OCO and take_profit is None:
+        take_profit = command.limit_price
+    if take_profit is not None:
+        body["take_profit"] = {"limit_price": _decimal_text(take_profit)}
+    if command.stop_loss_stop_price is not None:
+        body["stop_loss"] = {"stop_price": _decimal_text(command.stop_loss_stop_price)}
+        if command.stop_loss_limit_price is not None:
+            body["stop_loss"]["limit_price"] = _decimal_text(command.stop_loss_limit_price)
     return body
 
 
@@ -354,6 +445,46 @@ def events_from_order(raw: Mapping[str, Any], ts_ns: int) -> list[OrderEvent]:
         events.append(OrderCanceled(client_order_id=cid, ts_ns=ts_ns))
     elif kind == "expired":
         events.append(OrderExpired(client_order_id=cid, ts_ns=ts_ns))
+    if raw.get("legs"):
+        events.extend(leg_events(broker_order(raw), ts_ns))
+    return events
+
+
+_LEG_TYPES = {"": OrderType.MARKET, **{t.value: t for t in OrderType}}
+
+
+def leg_events(parent: BrokerOrder, ts_ns: int) -> list[OrderLegAccepted]:
+    """One :class:`OrderLegAccepted` per leg of ``parent``, in the broker's order.
+
+    A multi-leg option leg has no order type of its own at Alpaca (``""``): it is registered as
+    a market order (it fills with its parent, at the parent's net price).
+
+    Raises:
+        ExecutionError: if a leg has no side or an order type amcp does not know.
+    """
+    events: list[OrderLegAccepted] = []
+    for leg in parent.legs:
+        order_type = _LEG_TYPES.get(leg.order_type)
+        if order_type is None or leg.side is None:
+            raise ExecutionError(f"alpaca: leg {leg.venue_order_id} of {parent.client_order_id} has type "
+                                 f"{leg.order_type!r} and side {leg.side!r}")
+        try:
+            time_in_force = TimeInForce(leg.time_in_force or "day")
+        except ValueError:
+            raise ExecutionError(f"alpaca: leg {leg.venue_order_id} has time in force {leg.time_in_force!r}") from None
+        events.append(OrderLegAccepted(
+            client_order_id=ClientOrderId(leg.client_order_id),
+            parent_client_order_id=ClientOrderId(parent.client_order_id),
+            venue_order_id=VenueOrderId(leg.venue_order_id),
+            symbol=leg.symbol,
+            side=leg.side,
+            quantity=leg.quantity,
+            ts_ns=ts_ns,
+            order_type=order_type,
+            time_in_force=time_in_force,
+            limit_price=leg.limit_price if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT) else None,
+            stop_price=leg.stop_price if order_type in (OrderType.STOP, OrderType.STOP_LIMIT) else None,
+        ))
     return events
 
 
@@ -383,14 +514,25 @@ def _trade_update_events(message: Mapping[str, Any], strategy_id: str) -> list[O
         raise ExecutionError(f"trade update {event!r} without a client_order_id")
     cid = ClientOrderId(str(order["client_order_id"]))
     ts_ns = _ts_ns(message.get("timestamp") or order.get("updated_at"))
+    events = _own_trade_update_events(event, order, cid, message, ts_ns, strategy_id)
+    if order.get("legs"):
+        events.extend(leg_events(broker_order(order), ts_ns))
+    return events
+
+
+def _own_trade_update_events(event: str, order: Mapping[str, Any], cid: ClientOrderId, message: Mapping[str, Any],
+                             ts_ns: int, strategy_id: str) -> list[OrderEvent]:
     if event in ("fill", "partial_fill"):
+        # a multi-leg parent has no side at Alpaca; its fills carry no position (the store
+        # ignores their side), so a buy stands in
         return [OrderFilled(
             client_order_id=cid,
             venue_order_id=VenueOrderId(str(order.get("id", ""))),
             trade_id=TradeId(str(message.get("execution_id") or "")),
             strategy_id=StrategyId(strategy_id or "unknown"),
             symbol=str(order.get("symbol", "")),
-            side=OrderSide(str(order.get("side"))),
+            side=OrderSide(str(order.get("side") or "buy") if order.get("order_class") == "mleg"
+                           else str(order.get("side"))),
             last_quantity=_decimal(message, "qty"),
             last_price=_decimal(message, "price"),
             fee=Decimal(0),
@@ -416,13 +558,20 @@ def _trade_update_events(message: Mapping[str, Any], strategy_id: str) -> list[O
 
 
 def broker_order(raw: Mapping[str, Any]) -> BrokerOrder:
-    """A :class:`BrokerOrder` from an order JSON object."""
+    """A :class:`BrokerOrder` from an order JSON object, its ``legs`` included.
+
+    Raises:
+        ExecutionError: if a field is missing or malformed.
+    """
     try:
+        legs = raw.get("legs") or ()
+        if not isinstance(legs, (list, tuple)):
+            raise ValueError(f"legs is a {type(legs).__name__}, not a list")
         return BrokerOrder(
             client_order_id=str(raw["client_order_id"]),
             venue_order_id=str(raw["id"]),
-            symbol=str(raw.get("symbol", "")),
-            side=OrderSide(str(raw.get("side"))),
+            symbol=str(raw.get("symbol") or ""),
+            side=OrderSide(str(raw["side"])) if raw.get("side") else None,
             quantity=_decimal(raw, "qty"),
             filled_quantity=_decimal(raw, "filled_qty"),
             filled_avg_price=_decimal(raw, "filled_avg_price") if raw.get("filled_avg_price") is not None else None,
@@ -430,9 +579,34 @@ def broker_order(raw: Mapping[str, Any]) -> BrokerOrder:
             order_type=str(raw.get("type") or raw.get("order_type") or ""),
             updated_ns=_ts_ns(raw.get("updated_at")),
             replaced_by=str(raw["replaced_by"]) if raw.get("replaced_by") else None,
+            order_class=OrderClass(str(raw.get("order_class") or "simple")),
+            time_in_force=str(raw.get("time_in_force") or ""),
+            limit_price=_decimal(raw, "limit_price") if raw.get("limit_price") is not None else None,
+            stop_price=_decimal(raw, "stop_price") if raw.get("stop_price") is not None else None,
+            legs=tuple(broker_order(leg) for leg in legs),
         )
     except (KeyError, ValueError) as exc:
         raise ExecutionError(f"alpaca: malformed order object ({type(exc).__name__}: {exc}): {dict(raw)!r:.300}") from None
+
+
+def broker_fill(raw: Mapping[str, Any]) -> BrokerFill:
+    """A :class:`BrokerFill` from one FILL account activity.
+
+    Raises:
+        ExecutionError: if a field is missing or malformed.
+    """
+    try:
+        return BrokerFill(
+            execution_id=str(raw["id"]),
+            venue_order_id=str(raw["order_id"]),
+            symbol=str(raw["symbol"]),
+            side=OrderSide(str(raw["side"])),
+            quantity=_decimal(raw, "qty"),
+            price=_decimal(raw, "price"),
+            ts_ns=_ts_ns(raw.get("transaction_time")),
+        )
+    except (KeyError, ValueError) as exc:
+        raise ExecutionError(f"alpaca: malformed fill activity ({type(exc).__name__}: {exc}): {dict(raw)!r:.300}") from None
 
 
 def _decimal_text(value: Decimal) -> str:

@@ -37,6 +37,41 @@ class OrderType(str, Enum):
     TRAILING_STOP = "trailing_stop"
 
 
+class OrderClass(str, Enum):
+    """Alpaca's order classes.
+
+    ``simple``: one order. ``bracket``: an entry plus a take-profit limit and a stop-loss stop,
+    the exits one-cancels-other. ``oto``: an entry plus one exit. ``oco``: a take-profit limit
+    and a stop-loss stop on an existing position, one cancelling the other. ``mleg``: a
+    multi-leg option order (2-4 legs) filled as one unit.
+    """
+
+    SIMPLE = "simple"
+    BRACKET = "bracket"
+    OCO = "oco"
+    OTO = "oto"
+    MLEG = "mleg"
+
+
+class PositionIntent(str, Enum):
+    """What an option leg does to the position (Alpaca's ``position_intent``)."""
+
+    BUY_TO_OPEN = "buy_to_open"
+    BUY_TO_CLOSE = "buy_to_close"
+    SELL_TO_OPEN = "sell_to_open"
+    SELL_TO_CLOSE = "sell_to_close"
+
+    @property
+    def side(self) -> OrderSide:
+        """The order side the intent implies."""
+        return OrderSide.BUY if self._value_.startswith("buy") else OrderSide.SELL
+
+    @property
+    def closes(self) -> bool:
+        """Whether the intent closes (reduces) a position."""
+        return self._value_.endswith("_to_close")
+
+
 class TimeInForce(str, Enum):
     DAY = "day"
     GTC = "gtc"
@@ -133,6 +168,7 @@ class DenyReason(str, Enum):
 
     INVALID_QUANTITY = "invalid_quantity"
     INVALID_PRICE = "invalid_price"
+    INVALID_ORDER_CLASS = "invalid_order_class"
     UNKNOWN_INSTRUMENT = "unknown_instrument"
     MAX_ORDER_QUANTITY = "max_order_quantity"
     MAX_ORDER_NOTIONAL = "max_order_notional"

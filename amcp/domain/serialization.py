@@ -1,4 +1,8 @@
-"""Turn domain messages into plain JSON-able records and back (for the journal and the API)."""
+"""Turn domain messages into plain JSON-able records and back (for the journal and the API).
+
+A field holding a tuple of messages (``SubmitOrder.legs``) is written as a list of their
+records and read back as a tuple.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ def _plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, tuple):
+        return [to_record(item) if dataclasses.is_dataclass(item) else _plain(item) for item in value]
     return value
 
 
@@ -75,6 +81,15 @@ def from_record(record: dict[str, Any]) -> Any:
 def _coerce(annotation: str, value: Any, namespace: dict[str, Any]) -> Any:
     if value is None:
         return None
+    if annotation.startswith("tuple["):
+        if not isinstance(value, list):
+            raise DomainError(f"cannot read {value!r:.80} as {annotation}: expected a list")
+        inner = annotation[len("tuple["):].split(",")[0].strip()
+        items = tuple(from_record(item) if isinstance(item, dict) else item for item in value)
+        wrong = [type(item).__name__ for item in items if type(item).__name__ != inner]
+        if wrong:
+            raise DomainError(f"cannot read {value!r:.80} as {annotation}: holds {wrong}")
+        return items
     base = annotation.split("|")[0].strip()
     target = namespace.get(base)
     if base == "Decimal":

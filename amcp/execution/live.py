@@ -22,13 +22,20 @@ Its invariants are the issue's: an order is never lost, never duplicated, never 
 
 Reconciliation (:meth:`LiveExecutionEngine.start` and :meth:`reconcile`): every local order that
 is not terminal is looked up at the broker by client order id. Found: its status is brought
-level and any quantity the broker filled that the store has not seen is recorded as one fill
-whose trade id starts with ``reconcile:`` (so a late stream copy of those executions is refused
-as already covered). Not found: an intent never sent, or sent with an unknown outcome, is kept
+level, legs the broker created for it (bracket/OTO/OCO exits, option legs) and the store does not
+know are registered as orders of their own and brought level in turn, and any quantity the
+broker filled that the store has not seen is recorded from the account's FILL activities, each
+execution under its own id (the activity id). Executions the store already holds are skipped:
+those with the same id, and, for fills recorded from the stream under other ids, the earliest
+executions up to the quantity they cover. Only where the broker offers no activities (or they do
+not cover the gap) is the rest recorded as one fill whose trade id starts with ``reconcile:``. A
+late stream copy of an execution reconciliation recorded is refused: as a repeated trade id, or,
+under another id, as already covered by the broker's filled quantity. Not found: an intent never sent, or sent with an unknown outcome, is kept
 pending and sent again (same id, through the pre-trade checks) when trading resumes — when the
 strategy re-emits it, or by :meth:`LiveExecutionEngine.resume_pending`. Nothing is sent while
 reconciling. Broker orders the store does not know (orphans) and position differences keep
-the engine HALTED until an operator resolves them.
+the engine HALTED until an operator resolves them; a working leg of a known parent is no orphan:
+it is registered.
 """
 
 from __future__ import annotations
@@ -52,13 +59,16 @@ from amcp.domain.messages import (
     SubmitOrder,
 )
 from amcp.domain.serialization import to_record
-from amcp.errors import StoreError
+from amcp.errors import ExecutionError, StoreError
 from amcp.risk.engine import RiskContext, RiskEngine
-from amcp.store.state import Anomaly, TradingStateStore
+from amcp.store.state import LEG_TAG_PREFIX, Anomaly, OrderRow, TradingStateStore
 
 log = logging.getLogger(__name__)
 
 RECONCILE_TRADE_PREFIX = "reconcile:"
+# FILL activities are read from this long before the oldest order they may belong to (UTC ns),
+# so a clock difference between amcp and the broker cannot hide an execution.
+_ACTIVITY_MARGIN_NS = 60 * 1_000_000_000
 
 
 class Broker(Protocol):
@@ -94,6 +104,7 @@ class ReconcileReport:
         missed_fill_quantity: quantity the broker had filled that the store had not seen.
         orphans: broker open orders unknown to the store (client order ids).
         position_breaks: symbol → (local, broker) quantities where they differ.
+        legs_registered: leg orders of known parents the store did not know (client order ids).
     """
 
     ok: bool
@@ -103,6 +114,7 @@ class ReconcileReport:
     missed_fill_quantity: Decimal = Decimal(0)
     orphans: tuple[str, ...] = ()
     position_breaks: Mapping[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    legs_registered: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -307,7 +319,7 @@ class LiveExecutionEngine:
         recorded: list[OrderEvent] = []
         for event in events:
             try:
-                if isinstance(event, OrderFilled) and not str(event.trade_id).startswith(RECONCILE_TRADE_PREFIX):
+                if isinstance(event, OrderFilled) and not _recorded_by_reconcile(str(event.trade_id)):
                     if self._covered_by_reconcile(event):
                         continue
                 result = self.state.apply(event)
@@ -393,7 +405,7 @@ class LiveExecutionEngine:
         """A stream fill for an order whose missed fills reconciliation already recorded: apply it
         only if the broker's filled quantity shows it is new."""
         fills = self.state.fills(fill.client_order_id)
-        if not any(str(f.trade_id).startswith(RECONCILE_TRADE_PREFIX) for f in fills):
+        if not any(_recorded_by_reconcile(str(f.trade_id)) for f in fills):
             return False
         local = sum((f.quantity for f in fills), Decimal(0))
         remote = self.broker.order(fill.client_order_id)
@@ -417,7 +429,26 @@ class LiveExecutionEngine:
         self._reconciled = False
         resent: list[str] = []
         updated: list[str] = []
+        legs: list[str] = []
         missed = Decimal(0)
+        executions = _Executions(self.broker)
+
+        def level(order: OrderRow, remote: Any) -> None:
+            nonlocal missed
+            now = self._clock_ns()
+            raw = {"client_order_id": remote.client_order_id, "id": remote.venue_order_id,
+                   "status": remote.status.value}
+            events: list[OrderEvent] = list(events_from_order(raw, now))
+            fills = self._missed_fills(order, remote, executions, now)
+            missed += sum((f.last_quantity for f in fills), Decimal(0))
+            events[1:1] = fills  # after the accept, before any terminal event
+            if self.on_broker_events(events):
+                updated.append(str(order.client_order_id))
+            for leg in self._register_legs(remote, now):
+                legs.append(str(leg.client_order_id))
+                remote_leg = next(r for r in remote.legs if r.client_order_id == leg.client_order_id)
+                level(leg, remote_leg)
+
         local_open = self.state.open_orders()
         for order in local_open:
             remote = self.broker.order(order.client_order_id)
@@ -428,46 +459,128 @@ class LiveExecutionEngine:
                     self._pending_resend[str(order.client_order_id)] = order.command
                     resent.append(str(order.client_order_id))
                 continue
+            level(order, remote)
+        orphans: list[str] = []
+        for remote in self.broker.open_orders():
+            if self.state.order(remote.client_order_id) is None:
+                orphans.append(remote.client_order_id)
+                continue
             now = self._clock_ns()
-            raw = {"client_order_id": remote.client_order_id, "id": remote.venue_order_id,
-                   "status": remote.status.value}
-            events: list[OrderEvent] = list(events_from_order(raw, now))
-            gap = remote.filled_quantity - order.filled_quantity
-            if gap > 0 and remote.filled_avg_price is not None:
-                notional = remote.filled_avg_price * remote.filled_quantity - order.filled_notional
-                missed += gap
-                fill = OrderFilled(
-                    client_order_id=order.client_order_id,
-                    venue_order_id=VenueOrderId(remote.venue_order_id),
-                    trade_id=TradeId(f"{RECONCILE_TRADE_PREFIX}{remote.venue_order_id}:{remote.filled_quantity}"),
-                    strategy_id=order.strategy_id or order.command.strategy_id,
-                    symbol=order.symbol,
-                    side=order.side,
-                    last_quantity=gap,
-                    last_price=notional / gap,
-                    fee=Decimal(0),
-                    liquidity=LiquiditySide.TAKER,
-                    ts_ns=now,
-                )
-                events.insert(1, fill)  # after the accept, before any terminal event
-            if self.on_broker_events(events):
-                updated.append(str(order.client_order_id))
-        known = {str(o.client_order_id) for o in self.state.open_orders()}
-        orphans = tuple(sorted(o.client_order_id for o in self.broker.open_orders()
-                               if o.client_order_id not in known and self.state.order(o.client_order_id) is None))
+            for leg in self._register_legs(remote, now):  # working legs of a parent no longer open here
+                legs.append(str(leg.client_order_id))
+                level(leg, next(r for r in remote.legs if r.client_order_id == leg.client_order_id))
         local_positions = {s: q for s, q in self.state.positions().items() if q != 0}
         remote_positions = {s: q for s, q in self.broker.positions().items() if q != 0}
         breaks = {s: (local_positions.get(s, Decimal(0)), remote_positions.get(s, Decimal(0)))
                   for s in set(local_positions) | set(remote_positions)
                   if local_positions.get(s, Decimal(0)) != remote_positions.get(s, Decimal(0))}
         report = ReconcileReport(ok=not orphans and not breaks, checked=len(local_open), resent=tuple(resent),
-                                 updated=tuple(updated), missed_fill_quantity=missed, orphans=orphans,
-                                 position_breaks=breaks)
+                                 updated=tuple(updated), missed_fill_quantity=missed, orphans=tuple(sorted(orphans)),
+                                 position_breaks=breaks, legs_registered=tuple(legs))
         self.audit.append(self._actor, "reconcile", report.to_dict(), self._clock_ns())
         self._reconciled = report.ok
         if not report.ok:
             log.error("oms: reconciliation failed, staying HALTED: %s", report.to_dict())
         return report
+
+    def _register_legs(self, remote: Any, ts_ns: int) -> list[OrderRow]:
+        """Register the legs of the broker order ``remote`` the store does not know; return them.
+
+        Each leg becomes an order of its own (see :class:`~amcp.store.state.TradingStateStore`),
+        so its events and fills apply and reconciliation never calls it an orphan.
+        """
+        from amcp.brokers.alpaca import leg_events
+
+        if not getattr(remote, "legs", ()):
+            return []
+        unknown = [e for e in leg_events(remote, ts_ns) if self.state.order(e.client_order_id) is None]
+        self.on_broker_events(unknown)
+        rows = [self.state.order(e.client_order_id) for e in unknown]
+        return [row for row in rows if row is not None]
+
+    def _missed_fills(self, order: OrderRow, remote: Any, executions: _Executions, ts_ns: int) -> list[OrderFilled]:
+        """Fills for the quantity the broker filled and the store has not seen (see the module docstring)."""
+        gap = remote.filled_quantity - order.filled_quantity
+        if gap <= 0 or remote.filled_avg_price is None:
+            return []
+        strategy_id = order.strategy_id or order.command.strategy_id
+        fills: list[OrderFilled] = []
+        recorded = self.state.fills(order.client_order_id)
+        found = executions.of(remote.venue_order_id, self._origin_ns(order))
+        if found:
+            ids = {str(f.trade_id) for f in recorded}
+            shown = {e.execution_id for e in found}
+            # fills recorded under ids the activities do not show (the stream's) cover the earliest executions
+            covered = sum((f.quantity for f in recorded if str(f.trade_id) not in shown), Decimal(0))
+            taken = Decimal(0)
+            for execution in found:
+                if execution.execution_id in ids:
+                    continue
+                if covered > 0:
+                    if execution.quantity > covered:
+                        break  # executions and recorded fills do not line up: the rest is synthesised
+                    covered -= execution.quantity
+                    continue
+                if taken + execution.quantity > gap:
+                    break
+                taken += execution.quantity
+                fills.append(OrderFilled(
+                    client_order_id=order.client_order_id, venue_order_id=VenueOrderId(remote.venue_order_id),
+                    trade_id=TradeId(execution.execution_id), strategy_id=strategy_id, symbol=order.symbol,
+                    side=order.side, last_quantity=execution.quantity, last_price=execution.price, fee=Decimal(0),
+                    liquidity=LiquiditySide.TAKER, ts_ns=execution.ts_ns))
+        rest = gap - sum((f.last_quantity for f in fills), Decimal(0))
+        if rest > 0:
+            notional = (remote.filled_avg_price * remote.filled_quantity - order.filled_notional
+                        - sum((f.last_quantity * f.last_price for f in fills), Decimal(0)))
+            fills.append(OrderFilled(
+                client_order_id=order.client_order_id, venue_order_id=VenueOrderId(remote.venue_order_id),
+                trade_id=TradeId(f"{RECONCILE_TRADE_PREFIX}{remote.venue_order_id}:{remote.filled_quantity}"),
+                strategy_id=strategy_id, symbol=order.symbol, side=order.side, last_quantity=rest,
+                last_price=notional / rest, fee=Decimal(0), liquidity=LiquiditySide.TAKER, ts_ns=ts_ns))
+        return fills
+
+    def _origin_ns(self, order: OrderRow) -> int:
+        """When the order (a leg: its parent) was created, UTC ns: no execution of it is older."""
+        tag = order.command.tag
+        if tag.startswith(LEG_TAG_PREFIX):
+            parent = self.state.order(tag[len(LEG_TAG_PREFIX):])
+            if parent is not None:
+                return parent.created_ns
+        return order.created_ns
+
+
+def _recorded_by_reconcile(trade_id: str) -> bool:
+    """Whether a fill was recorded by reconciliation: synthesised (``reconcile:``) or from a
+    FILL activity (Alpaca's ``<time>::<uuid>`` ids)."""
+    return trade_id.startswith(RECONCILE_TRADE_PREFIX) or "::" in trade_id
+
+
+class _Executions:
+    """The broker's FILL activities per broker order id, read at most once per reconciliation
+    (again only when an older order needs them); none when the broker offers none."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._read: Callable[[int | None], list[Any]] | None = getattr(broker, "fill_activities", None)
+        self._since_ns: int | None = None
+        self._by_order: dict[str, list[Any]] = {}
+
+    def of(self, venue_order_id: str, since_ns: int) -> list[Any]:
+        """Executions of ``venue_order_id`` (oldest first); empty when activities are unavailable."""
+        if self._read is None:
+            return []
+        if self._since_ns is None or since_ns < self._since_ns:
+            try:
+                activities = self._read(max(0, since_ns - _ACTIVITY_MARGIN_NS))
+            except ExecutionError as exc:
+                log.warning("oms: fill activities unavailable (%s); missed fills are synthesised", exc)
+                self._read = None
+                return []
+            self._since_ns = since_ns
+            self._by_order = {}
+            for activity in activities:
+                self._by_order.setdefault(activity.venue_order_id, []).append(activity)
+        return self._by_order.get(venue_order_id, [])
 
 
 class LiveOMS:

@@ -28,9 +28,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Final
 
-from amcp.domain.enums import OrderSide, OrderType
-from amcp.domain.instruments import Instrument
+from amcp.domain.enums import DenyReason, OrderClass, OrderSide, OrderType
+from amcp.domain.instruments import Instrument, OptionContract
 from amcp.domain.messages import SubmitOrder
+from amcp.errors import DomainError
 
 ZERO: Final = Decimal(0)
 _MARKET: Final = OrderType.MARKET
@@ -148,3 +149,138 @@ def valuation_price(reference: Decimal, command: SubmitOrder) -> Decimal:
     if stop is not None and stop > price:
         price = stop
     return price
+
+
+_MULTI_LEG_TICK: Final = Decimal("0.01")  # net price increment of a multi-leg option order, USD
+
+
+def order_class_problem(command: SubmitOrder, instrument: Instrument) -> tuple[DenyReason, str] | None:
+    """Return why the order's class does not fit its exits or legs, or ``None``.
+
+    ``invalid_order_class`` for the shape: a ``bracket`` needs a take-profit and a stop-loss, an
+    ``oto`` exactly one of them, an ``oco`` is a ``limit`` order (its limit is the take-profit)
+    with a stop-loss; only ``mleg`` has legs: 2-4 of them, distinct valid OCC symbols on the
+    order's root ``symbol``, ratio an int >= 1, ``market`` or ``limit`` only and no exits. A
+    ``simple`` order carries neither exits nor legs. ``invalid_price`` for prices: exits on the
+    tick of ``instrument`` and on the right side (a long's take-profit above its stop-loss and
+    above a limit or stop entry, its stop-loss below; the reverse for a short; a stop-loss limit
+    not better than its stop); a multi-leg limit order's net price nonzero on the cent (negative
+    for a credit). ``invalid_quantity``: a multi-leg quantity not a whole number of units.
+    """
+    order_class = command.order_class
+    take_profit = command.take_profit_limit_price
+    stop = command.stop_loss_stop_price
+    stop_limit = command.stop_loss_limit_price
+    name = getattr(order_class, "value", order_class)
+    if order_class is OrderClass.MLEG:
+        return _multi_leg_problem(command)
+    if command.legs:
+        return DenyReason.INVALID_ORDER_CLASS, f"a {name} order must not carry legs (only mleg has them)"
+    if order_class is OrderClass.SIMPLE:
+        if take_profit is not None or stop is not None or stop_limit is not None:
+            return DenyReason.INVALID_ORDER_CLASS, (
+                f"a simple order must not carry exits (take_profit {take_profit}, stop_loss {stop}/{stop_limit}); "
+                "use order_class bracket, oto or oco"
+            )
+        return None
+    if stop_limit is not None and stop is None:
+        return DenyReason.INVALID_ORDER_CLASS, f"stop_loss_limit_price {stop_limit} needs a stop_loss_stop_price"
+    if order_class is OrderClass.BRACKET and (take_profit is None or stop is None):
+        return DenyReason.INVALID_ORDER_CLASS, (
+            f"a bracket order needs take_profit_limit_price and stop_loss_stop_price (got {take_profit}, {stop})"
+        )
+    if order_class is OrderClass.OTO and (take_profit is None) == (stop is None):
+        return DenyReason.INVALID_ORDER_CLASS, (
+            f"an oto order needs exactly one of take_profit_limit_price and stop_loss_stop_price "
+            f"(got {take_profit}, {stop})"
+        )
+    if order_class is OrderClass.OCO:
+        if command.order_type is not OrderType.LIMIT or stop is None:
+            return DenyReason.INVALID_ORDER_CLASS, (
+                f"an oco order is a limit order (the take-profit) with a stop_loss_stop_price "
+                f"(got {getattr(command.order_type, 'value', command.order_type)}, stop {stop})"
+            )
+        if take_profit is not None and take_profit != command.limit_price:
+            return DenyReason.INVALID_ORDER_CLASS, (
+                f"an oco order's take-profit is its limit_price {command.limit_price}; "
+                f"take_profit_limit_price {take_profit} differs"
+            )
+        take_profit = command.limit_price
+    elif order_class not in (OrderClass.BRACKET, OrderClass.OTO):
+        return DenyReason.INVALID_ORDER_CLASS, f"order class {order_class!r} is not supported"
+    for label, value in (("take_profit_limit_price", take_profit), ("stop_loss_stop_price", stop),
+                         ("stop_loss_limit_price", stop_limit)):
+        if value is not None:
+            problem = _price_value_problem(label, value, instrument)
+            if problem is not None:
+                return DenyReason.INVALID_PRICE, problem
+    # The exits' side: an oco order is itself the exit (a sell closes a long); a bracket's or
+    # oto's exits close the entry (a buy entry is a long).
+    long = (command.side is OrderSide.SELL) if order_class is OrderClass.OCO else (command.side is OrderSide.BUY)
+    direction = "long" if long else "short"
+    if take_profit is not None and stop is not None and (take_profit <= stop if long else take_profit >= stop):
+        return DenyReason.INVALID_PRICE, (
+            f"a {direction}'s take-profit {take_profit} must be {'above' if long else 'below'} its stop-loss {stop}"
+        )
+    if stop is not None and stop_limit is not None and (stop_limit > stop if long else stop_limit < stop):
+        return DenyReason.INVALID_PRICE, (
+            f"a {direction}'s stop-loss limit {stop_limit} must be at or {'below' if long else 'above'} its stop {stop}"
+        )
+    entry = command.limit_price if command.limit_price is not None else command.stop_price
+    if order_class is not OrderClass.OCO and entry is not None:
+        if take_profit is not None and (take_profit <= entry if long else take_profit >= entry):
+            return DenyReason.INVALID_PRICE, (
+                f"a {direction}'s take-profit {take_profit} must be {'above' if long else 'below'} the entry {entry}"
+            )
+        if stop is not None and (stop >= entry if long else stop <= entry):
+            return DenyReason.INVALID_PRICE, (
+                f"a {direction}'s stop-loss {stop} must be {'below' if long else 'above'} the entry {entry}"
+            )
+    return None
+
+
+def _multi_leg_problem(command: SubmitOrder) -> tuple[DenyReason, str] | None:
+    legs = command.legs
+    if not 2 <= len(legs) <= 4:
+        return DenyReason.INVALID_ORDER_CLASS, f"an mleg order needs 2-4 legs, got {len(legs)}"
+    exits = (command.take_profit_limit_price, command.stop_loss_stop_price, command.stop_loss_limit_price)
+    if any(value is not None for value in exits):
+        return DenyReason.INVALID_ORDER_CLASS, f"an mleg order carries no exits (got {exits})"
+    symbols = [leg.symbol for leg in legs]
+    if len(set(symbols)) != len(symbols):
+        return DenyReason.INVALID_ORDER_CLASS, f"an mleg order's legs must have distinct symbols, got {symbols}"
+    for leg in legs:
+        try:
+            contract = OptionContract.from_occ(leg.symbol)
+        except DomainError as exc:
+            return DenyReason.INVALID_ORDER_CLASS, f"mleg leg: {exc}"
+        if contract.occ_symbol != leg.symbol:
+            return DenyReason.INVALID_ORDER_CLASS, (
+                f"mleg leg {leg.symbol!r} is not written as OCC writes it: {contract.occ_symbol!r}"
+            )
+        if contract.underlying != command.symbol:
+            return DenyReason.INVALID_ORDER_CLASS, (
+                f"mleg leg {leg.symbol} is on {contract.underlying}, the order on the root {command.symbol}"
+            )
+        if type(leg.ratio_quantity) is not int or leg.ratio_quantity < 1:
+            return DenyReason.INVALID_ORDER_CLASS, f"mleg leg {leg.symbol}: ratio {leg.ratio_quantity!r} is not an int >= 1"
+    quantity = command.quantity
+    if not isinstance(quantity, Decimal) or not quantity.is_finite() or quantity <= 0 or quantity % 1:
+        return DenyReason.INVALID_QUANTITY, f"an mleg order's quantity {quantity!r} must be a whole number of units > 0"
+    order_type = command.order_type
+    if order_type is not OrderType.MARKET and order_type is not OrderType.LIMIT:
+        return DenyReason.INVALID_ORDER_CLASS, (
+            f"an mleg order is market or limit, not {getattr(order_type, 'value', order_type)}"
+        )
+    extra = (command.stop_price, command.trail_price, command.trail_percent)
+    if any(value is not None for value in extra):
+        return DenyReason.INVALID_PRICE, f"an mleg order has no stop or trail (got {extra})"
+    limit = command.limit_price
+    if order_type is OrderType.MARKET:
+        return None if limit is None else (DenyReason.INVALID_PRICE, f"a market mleg order must not carry a limit_price (got {limit})")
+    if not isinstance(limit, Decimal) or not limit.is_finite() or limit == 0 or limit % _MULTI_LEG_TICK:
+        return DenyReason.INVALID_PRICE, (
+            f"an mleg limit order needs a nonzero net limit_price on the {_MULTI_LEG_TICK} tick "
+            f"(positive a debit, negative a credit), got {limit!r}"
+        )
+    return None

@@ -19,6 +19,9 @@ otherwise be accepted uses up the throttle budget):
 4.  UNKNOWN_INSTRUMENT        ``instrument_for`` raises, or the symbol is not written the way the
                               instrument writes it (``aapl`` for ``AAPL``).
 5.  RESTRICTED_SYMBOL         the symbol, or an option's underlying, is restricted.
+5a. INVALID_ORDER_CLASS       (and INVALID_PRICE / INVALID_QUANTITY) exits or legs that do not fit
+                              the order class (:func:`amcp.risk.checks.order_class_problem`). A
+                              multi-leg (``mleg``) order then takes its own checks, see below.
 6.  INVALID_QUANTITY          not a finite Decimal > 0 on the lot, or a side that is not buy/sell.
 7.  INVALID_PRICE             prices missing/extra for the order type, not > 0, not on the tick.
 8.  MAX_ORDER_QUANTITY        quantity > ``max_order_quantity``.
@@ -42,6 +45,16 @@ orders plus earlier accepts in the call, full quantity), a sell of ``q`` reduces
 the position towards zero, whatever else fills. Crossing zero counts as increasing. Positions
 are the firm-wide ``portfolio.positions``. Exposure maths: :mod:`amcp.risk.checks`.
 
+Multi-leg option orders (``mleg``: ``symbol`` is the root, ``quantity`` strategy units): each
+leg's symbol must be known and not restricted; ``quantity × largest ratio`` (contracts of the
+biggest leg) against ``max_order_quantity``; unless every leg's position intent closes, the order
+counts as increasing for REDUCING and ``reduce_only``. Its notional is ``quantity × 100 ×
+|net limit|`` for a limit order; a market order is valued at ``quantity × 100 × Σ ratio × mark``
+over its legs (the gross premium, an upper bound of the net), so every leg needs a fresh mark
+(NO_REFERENCE_PRICE / STALE_REFERENCE_PRICE otherwise). A debit (market, or a positive net
+limit) consumes that notional of buying power; a credit consumes none. Position and gross
+exposure limits are per symbol and are not applied to the legs of a multi-leg order.
+
 Buying power is taken as notional buying power (the leveraged figure Alpaca reports), so an
 order consumes its added exposure at a margin requirement of 1.
 """
@@ -57,7 +70,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Final
 
 from amcp.domain._fast_init import fast_init
-from amcp.domain.enums import DenyReason, TradingState
+from amcp.domain.enums import DenyReason, OrderClass, OrderType, TradingState
 from amcp.domain.identifiers import ALGO_CHILD_TAG_PREFIX, ClientOrderId
 from amcp.domain.instruments import Instrument, OptionContract
 from amcp.domain.instruments import instrument_for as default_instrument_for
@@ -69,6 +82,7 @@ from amcp.risk.checks import (
     SIDE_SIGN,
     ZERO,
     added_units,
+    order_class_problem,
     price_problem,
     quantity_problem,
     valuation_price,
@@ -81,6 +95,8 @@ _NS_PER_S: Final = 1_000_000_000
 _SEVERITY: Final = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 _ACTIVE: Final = TradingState.ACTIVE
+_SIMPLE: Final = OrderClass.SIMPLE
+_MLEG: Final = OrderClass.MLEG
 _REDUCING: Final = TradingState.REDUCING
 _HALTED: Final = TradingState.HALTED
 
@@ -361,6 +377,9 @@ class RiskEngine:
             if command.tag.startswith(ALGO_CHILD_TAG_PREFIX):
                 # equal slices of one parent are not duplicates: a child is its derived id
                 intent = (*intent, command.client_order_id)
+            if command.order_class is not _SIMPLE:
+                intent = (*intent, command.order_class, command.legs, command.take_profit_limit_price,
+                          command.stop_loss_stop_price, command.stop_loss_limit_price)
             last_ns = self._intents.get(intent)
             if last_ns is not None and ts_ns - last_ns < self._intent_window_ns:
                 return DenyReason.DUPLICATE_INTENT, (
@@ -378,6 +397,24 @@ class RiskEngine:
         instrument, restricted = listing
         if restricted is not None:
             return DenyReason.RESTRICTED_SYMBOL, restricted
+        if (
+            command.order_class is not _SIMPLE
+            or command.legs
+            or command.take_profit_limit_price is not None
+            or command.stop_loss_stop_price is not None
+        ):
+            verdict = order_class_problem(command, instrument)
+            if verdict is not None:
+                return verdict
+            if command.order_class is _MLEG:
+                verdict = self._check_multi_leg(command, ctx, book)
+                if verdict is None:
+                    self._accepted_ids.add(client_order_id)
+                    self._throttle.append(ts_ns)
+                    if intent is not None:
+                        self._intents[intent] = ts_ns
+                        self._intent_log.append((ts_ns, intent))
+                return verdict
 
         sign = SIDE_SIGN.get(side)
         if sign is None:
@@ -523,6 +560,77 @@ class RiskEngine:
         if intent is not None:
             self._intents[intent] = ts_ns
             self._intent_log.append((ts_ns, intent))
+        return None
+
+    def _check_multi_leg(
+        self, command: SubmitOrder, ctx: RiskContext, book: _CallBook
+    ) -> tuple[DenyReason, str] | None:
+        """The checks of a well-formed multi-leg order (see the module docstring); on accept,
+        what it consumes is added to ``book``."""
+        legs = command.legs
+        quantity = command.quantity
+        for leg in legs:
+            listing = self._listings.get(leg.symbol) or self._listing(leg.symbol)
+            if isinstance(listing, str):
+                return DenyReason.UNKNOWN_INSTRUMENT, listing
+            if listing[1] is not None:
+                return DenyReason.RESTRICTED_SYMBOL, listing[1]
+        largest = max(leg.ratio_quantity for leg in legs)
+        if quantity * largest > self._max_order_quantity:
+            return DenyReason.MAX_ORDER_QUANTITY, (
+                f"mleg {quantity} × ratio {largest} = {quantity * largest} contracts of one leg exceeds "
+                f"max_order_quantity {self._max_order_quantity}"
+            )
+        if not all(leg.position_intent is not None and leg.position_intent.closes for leg in legs):
+            if self._state is _REDUCING:
+                return DenyReason.TRADING_REDUCING, (
+                    f"trading is reducing ({self._state_reason}): an mleg order on {command.symbol} whose legs "
+                    "do not all close positions"
+                )
+            if command.reduce_only:
+                return DenyReason.REDUCE_ONLY, (
+                    f"reduce_only mleg order on {command.symbol} has legs that do not close positions"
+                )
+        multiplier = OptionContract.from_occ(legs[0].symbol).multiplier
+        limit = command.limit_price
+        snapshot = ctx.portfolio
+        if command.order_type is OrderType.LIMIT and limit is not None:
+            price, basis = abs(limit), f"|net limit {limit}|"
+        else:
+            price = ZERO
+            for leg in legs:
+                mark = snapshot.prices.get(leg.symbol)
+                if mark is None or not mark.is_finite() or mark <= ZERO:
+                    return DenyReason.NO_REFERENCE_PRICE, (
+                        f"a market mleg order is valued at its legs' marks; {leg.symbol} has none usable ({mark})"
+                    )
+                mark_ts_ns = snapshot.price_ts_ns.get(leg.symbol)
+                if mark_ts_ns is None or ctx.ts_ns - mark_ts_ns > self._max_price_age_ns:
+                    return DenyReason.STALE_REFERENCE_PRICE, (
+                        f"mark {mark} of mleg leg {leg.symbol} taken at {mark_ts_ns}, now {ctx.ts_ns}; "
+                        f"max_price_age_s {self._config.max_price_age_s:g}"
+                    )
+                price += leg.ratio_quantity * mark
+            basis = f"Σ ratio × mark {price}"
+        notional = quantity * price * multiplier
+        if notional > self._max_order_notional:
+            return DenyReason.MAX_ORDER_NOTIONAL, (
+                f"mleg order notional {notional} USD ({quantity} × {basis} × {multiplier}) on {command.symbol} "
+                f"exceeds max_order_notional_usd {self._max_order_notional}"
+            )
+        cost = notional if limit is None or limit > ZERO else ZERO
+        remaining = snapshot.buying_power - book.buying_power_used
+        if cost > remaining:
+            return DenyReason.INSUFFICIENT_BUYING_POWER, (
+                f"mleg debit on {command.symbol} needs {cost} USD of buying power; {remaining} USD remains "
+                f"(buying power {snapshot.buying_power} − working orders {book.buying_power_used})"
+            )
+        if len(self._throttle) >= self._throttle_max:
+            return DenyReason.THROTTLED, (
+                f"{len(self._throttle)} orders accepted in the trailing {self._config.throttle_window_s:g}s "
+                f"(oldest at {self._throttle[0]}, now {ctx.ts_ns}); throttle_max_orders {self._throttle_max}"
+            )
+        book.buying_power_used += cost
         return None
 
     # ------------------------------------------------------------------ helpers

@@ -25,6 +25,14 @@ Rules for out-of-order events, derived from ``TRANSITIONS``:
   Alpaca can deliver) describes the past: it is stale (``stale_event``): the status is kept and
   only a broker order id not yet known is recorded;
 * anything else is an illegal transition (``illegal_transition``), refused and recorded.
+
+Order classes: the exits of a bracket, OTO or OCO order and the legs of a multi-leg (``mleg``)
+order are orders the broker created, with ids it chose. :class:`~amcp.domain.messages.OrderLegAccepted`
+registers one as an order of its own (a ``SubmitOrder`` built from the leg, tagged
+``leg-of:<parent id>``, owned by the parent's strategy, status ``new``), so its own events and
+fills apply like any order's. A multi-leg parent's fills move its status and filled quantity
+(its net price may be zero or negative, a credit) but carry no position: they are stored with an
+empty symbol, and positions come from the legs' fills.
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 
-from amcp.domain.enums import LiquiditySide, OrderSide, OrderStatus
+from amcp.domain.enums import LiquiditySide, OrderClass, OrderSide, OrderStatus
 from amcp.domain.identifiers import ClientOrderId, StrategyId, TradeId, VenueOrderId
 from amcp.domain.messages import (
     OrderAccepted,
@@ -56,6 +64,7 @@ from amcp.domain.messages import (
     OrderEvent,
     OrderExpired,
     OrderFilled,
+    OrderLegAccepted,
     OrderRejected,
     OrderReplaced,
     OrderStatusChanged,
@@ -76,6 +85,7 @@ from amcp.store.migrations.schema import (
 )
 
 __all__ = [
+    "LEG_TAG_PREFIX",
     "METADATA",
     "VERSION_TABLE",
     "AccountSnapshotRow",
@@ -90,6 +100,9 @@ __all__ = [
 
 S = OrderStatus
 _T = TypeVar("_T")
+
+#: ``SubmitOrder.tag`` of a leg order the broker created: ``leg-of:<parent client order id>``.
+LEG_TAG_PREFIX: Final = "leg-of:"
 
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _DEFAULT_SQLITE: Final = "amcp_state.sqlite"
@@ -134,6 +147,7 @@ class Anomaly(str, Enum):
     FILL_STATUS_WITHOUT_FILL = "fill_status_without_fill"  # a filled status not as OrderFilled (recorded)
     BROKER_ORDER_ID_CONFLICT = "broker_order_id_conflict"  # broker id differs or is another's (recorded)
     UNKNOWN_ORDER = "unknown_order"  # no intent was saved under the client order id (recorded)
+    INVALID_LEG = "invalid_leg"  # a leg order that cannot be registered (recorded)
 
 
 # --------------------------------------------------------------------------- rows
@@ -279,15 +293,22 @@ def _json_text(name: str, value: object) -> str:
 
 
 def _fill_problem(order: OrderRow, fill: OrderFilled) -> tuple[Anomaly, str] | None:
+    """Why ``fill`` cannot apply to ``order``, or ``None``.
+
+    A multi-leg parent's fill is at the net price per unit (zero or negative for a credit) and
+    Alpaca reports it without a symbol or side, so neither the price's sign nor the symbol and
+    side are checked for one.
+    """
     quantity, price, fee = fill.last_quantity, fill.last_price, fill.fee
+    multi_leg = order.command.order_class is OrderClass.MLEG
     if not (isinstance(quantity, Decimal) and quantity.is_finite() and quantity > 0) or not (
-        isinstance(price, Decimal) and price.is_finite() and price > 0
+        isinstance(price, Decimal) and price.is_finite() and (price > 0 or multi_leg)
     ):
         detail = f"quantity and price must be positive finite Decimals, got {quantity!r} @ {price!r}"
         return Anomaly.INVALID_FILL, detail
     if not (isinstance(fee, Decimal) and fee.is_finite()):
         return Anomaly.INVALID_FILL, f"fee must be a finite Decimal, got {fee!r}"
-    if fill.side is not order.side or fill.symbol != order.symbol:
+    if not multi_leg and (fill.side is not order.side or fill.symbol != order.symbol):
         return (
             Anomaly.FILL_MISMATCH,
             f"fill {fill.side.value} {fill.symbol!r} does not match order "
@@ -344,6 +365,7 @@ _EVENT_TYPES: Final = (
     OrderDenied,
     OrderSubmitted,
     OrderAccepted,
+    OrderLegAccepted,
     OrderRejected,
     OrderFilled,
     OrderCanceled,
@@ -530,7 +552,7 @@ class TradingStateStore:
                 sa.select(ORDERS.c.command).where(ORDERS.c.client_order_id == client_order_id)
             ).scalar_one_or_none()
             if stored is not None:
-                if json.loads(stored) != json.loads(payload):
+                if _stored_command(client_order_id, stored) != command:
                     raise StoreError(
                         f"client order id {client_order_id} already holds a different order: "
                         f"stored {stored}, given {payload}"
@@ -606,6 +628,8 @@ class TradingStateStore:
         return self._retrying(what, event.client_order_id, lambda c: self._apply(c, event))
 
     def _apply(self, connection: sa.Connection, event: OrderEvent) -> Applied:
+        if isinstance(event, OrderLegAccepted):
+            return self._apply_leg(connection, event)
         order = self._load(connection, event.client_order_id)
         if order is None:
             detail = f"no order {event.client_order_id!s} was saved"
@@ -685,14 +709,15 @@ class TradingStateStore:
         # The compare-and-set first: it takes the row lock before the fill's foreign key does, so
         # two PostgreSQL writers queue on the row instead of deadlocking.
         updated = self._update(connection, order, fill.ts_ns, **values)
+        multi_leg = order.command.order_class is OrderClass.MLEG
         connection.execute(
             FILLS.insert().values(
                 client_order_id=str(order.client_order_id),
                 trade_id=str(fill.trade_id),
                 broker_order_id=str(fill.venue_order_id),
                 strategy_id=str(fill.strategy_id),
-                symbol=fill.symbol,
-                side=fill.side.value,
+                symbol="" if multi_leg else fill.symbol,  # no position: the legs' fills carry it
+                side=order.side.value if multi_leg else fill.side.value,
                 quantity=fill.last_quantity,
                 price=fill.last_price,
                 fee=fill.fee,
@@ -701,6 +726,75 @@ class TradingStateStore:
             )
         )
         return Applied(True, None, updated)
+
+    def _apply_leg(self, connection: sa.Connection, event: OrderLegAccepted) -> Applied:
+        """Register the leg order ``event`` describes, status ``new``; a repeat changes nothing."""
+        parent = self._load(connection, event.parent_client_order_id)
+        if parent is None:
+            detail = f"leg of an unknown parent order {event.parent_client_order_id!s}"
+            self._record(connection, event, Anomaly.UNKNOWN_ORDER, detail)
+            return Applied(False, Anomaly.UNKNOWN_ORDER, None, detail)
+        existing = self._load(connection, event.client_order_id)
+        if existing is not None:
+            if existing.command.tag == f"{LEG_TAG_PREFIX}{parent.client_order_id}" and existing.broker_order_id in (
+                None,
+                event.venue_order_id,
+            ):
+                return Applied(False, Anomaly.DUPLICATE_EVENT, existing, "leg order already registered")
+            detail = (
+                f"leg {event.venue_order_id!s} of {parent.client_order_id} reuses the client order id of "
+                f"order {existing.client_order_id} (broker id {existing.broker_order_id})"
+            )
+            return self._refuse(connection, existing, event, Anomaly.BROKER_ORDER_ID_CONFLICT, detail)
+        holder = connection.execute(
+            sa.select(ORDERS.c.client_order_id).where(ORDERS.c.broker_order_id == str(event.venue_order_id))
+        ).scalar_one_or_none()
+        problem = None if holder is None else f"broker order id {event.venue_order_id!s} already belongs to order {holder}"
+        command = SubmitOrder(
+            client_order_id=event.client_order_id,
+            strategy_id=parent.strategy_id or parent.command.strategy_id,
+            symbol=event.symbol,
+            side=event.side,
+            quantity=event.quantity,
+            order_type=event.order_type,
+            time_in_force=event.time_in_force,
+            limit_price=event.limit_price,
+            stop_price=event.stop_price,
+            ts_ns=event.ts_ns,
+            tag=f"{LEG_TAG_PREFIX}{parent.client_order_id}",
+        )
+        if problem is None:
+            try:
+                Order(command)
+            except DomainError as exc:
+                problem = str(exc)
+        if problem is None and not 0 < len(event.symbol) <= _MAX_SYMBOL:
+            problem = f"symbol must be 1-{_MAX_SYMBOL} characters, got {event.symbol!r}"
+        if problem is not None:
+            self._record(connection, event, Anomaly.INVALID_LEG, problem)
+            return Applied(False, Anomaly.INVALID_LEG, None, problem)
+        connection.execute(
+            ORDERS.insert().values(
+                client_order_id=str(event.client_order_id),
+                broker_order_id=str(event.venue_order_id),
+                strategy_id=str(command.strategy_id),
+                symbol=event.symbol,
+                side=event.side.value,
+                quantity=event.quantity,
+                status=S.NEW.value,
+                filled_quantity=_ZERO,
+                filled_notional=_ZERO,
+                average_fill_price=None,
+                fees=_ZERO,
+                replaced_by=None,
+                command=to_json(command),
+                created_ns=event.ts_ns,
+                submitted_ns=event.ts_ns,
+                updated_ns=event.ts_ns,
+                version=1,
+            )
+        )
+        return Applied(True, None, self._load(connection, event.client_order_id))
 
     def _broker_id_conflict(self, connection: sa.Connection, order: OrderRow, broker_id: str) -> str | None:
         if order.broker_order_id is not None and order.broker_order_id != broker_id:
@@ -791,9 +885,12 @@ class TradingStateStore:
     def positions(self) -> dict[str, Decimal]:
         """Return the net quantity per symbol from every fill (buys positive, sells negative).
 
-        Flat symbols (net zero) are left out.
+        Flat symbols (net zero) are left out, and so are a multi-leg parent's fills (stored
+        without a symbol): its position is its legs' fills.
         """
-        query = sa.select(FILLS.c.symbol, FILLS.c.side, FILLS.c.quantity, FILLS.c.trade_id)
+        query = sa.select(FILLS.c.symbol, FILLS.c.side, FILLS.c.quantity, FILLS.c.trade_id).where(
+            FILLS.c.symbol != ""
+        )
         net: dict[str, Decimal] = {}
         with localcontext(_EXACT):
             for row in self._read("positions", lambda c: list(c.execute(query))):
@@ -905,6 +1002,15 @@ def _first(
 ) -> _T | None:
     row = connection.execute(query).first()
     return None if row is None else decode(row)
+
+
+def _stored_command(client_order_id: str, stored: str) -> SubmitOrder | None:
+    """The command stored as JSON ``stored`` (fields added since it was written take their defaults)."""
+    try:
+        command = from_record(json.loads(stored))
+    except (ValueError, DomainError) as exc:
+        raise StoreError(f"trading_orders row {client_order_id!r}: stored command is malformed: {exc}") from exc
+    return command if isinstance(command, SubmitOrder) else None
 
 
 def _order_row(row: sa.Row[Any]) -> OrderRow:

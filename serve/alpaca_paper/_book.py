@@ -10,13 +10,41 @@ server serialises calls) and raises :class:`PaperApiError` for every answer that
 The venue knows an order by its Alpaca order id (a UUID string), never by the client's
 ``client_order_id``: any client id Alpaca accepts (up to 128 characters) works, and uniqueness of
 client ids is checked here, as Alpaca does (HTTP 422), which is what makes a retried submit safe.
+
+Order classes (https://docs.alpaca.markets/docs/orders-at-alpaca):
+
+- ``bracket``: an entry (market or limit, day or gtc) and two exits of the opposite side and the
+  same quantity, ``take_profit`` (a limit) and ``stop_loss`` (a stop, or a stop-limit with
+  ``stop_loss.limit_price``), answered nested in ``legs`` (take-profit first). The exits are
+  ``held`` (the venue does not see them) until the entry is completely filled, then submitted
+  (``new``), so they can fill from the next bar on. If the entry ends partly filled (canceled,
+  expired) they are submitted for the filled quantity; if it ends unfilled they are canceled.
+  The exits are one-cancels-other: the first fill (even partial) of one cancels the other. When
+  one bar reaches both, the take-profit stands only if it filled better than its limit (a gap
+  through it at the open, which came first); otherwise the stop-loss is taken to have come first
+  and the take-profit's fill in that bar is void.
+- ``oco``: an exit pair, both working at once: the parent is the take-profit limit
+  (``take_profit.limit_price``; a top-level ``limit_price`` must equal it), the one leg the
+  stop-loss. Canceling the parent cancels the leg.
+- ``oto``: an entry and exactly one held exit (``take_profit`` or ``stop_loss``), as a bracket.
+- ``mleg``: 2 to 4 option legs filled together or not at all, never by the venue: at the option
+  quotes of :meth:`PaperBroker.set_option_quotes` (a buy leg at the ask, a sell leg at the bid;
+  quote sizes are not modelled). The net price per strategy unit is
+  ``Σ (+1 buy / −1 sell) × ratio_qty × price`` (positive: a debit paid, negative: a credit
+  received); a limit order fills when the net price is at most its ``limit_price``. Matching is
+  tried on submit, on every quote update and on every bar batch. Leg quantities are
+  ``ratio_qty × qty`` contracts; each leg fill moves cash by price × multiplier × quantity.
+
+Every fill event carries an ``execution_id``; every fill of a symbol is also a FILL account
+activity with that id. An mleg strategy order's own fill update carries the net price and its
+own execution id (it trades no symbol, so it has no activity).
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -27,8 +55,8 @@ import pandas as pd
 from amcp.config import AccountConfig, VenueConfig
 from amcp.data.calendar import EXCHANGE_TIMEZONE, TradingCalendar
 from amcp.domain.data import BarBatch
-from amcp.domain.enums import OrderSide, OrderStatus, OrderType
-from amcp.domain.identifiers import ClientOrderId, StrategyId
+from amcp.domain.enums import LiquiditySide, OrderSide, OrderStatus, OrderType, TimeInForce
+from amcp.domain.identifiers import ClientOrderId, StrategyId, TradeId, VenueOrderId
 from amcp.domain.instruments import Instrument, OptionContract
 from amcp.domain.instruments import instrument_for as default_instrument_for
 from amcp.domain.messages import (
@@ -45,6 +73,7 @@ from amcp.domain.messages import (
 )
 from amcp.engine.clock import new_york_date
 from amcp.errors import AmcpError, ExecutionError
+from amcp.execution.fees import AlpacaFeeModel
 from amcp.execution.venue import SimulatedVenue
 from amcp.portfolio.ledger import Portfolio
 from serve.alpaca_paper._orders import (
@@ -53,16 +82,30 @@ from serve.alpaca_paper._orders import (
     CODE_NOT_FOUND,
     CODE_UNPROCESSABLE,
     NAMESPACE,
+    ORDER_CLASSES,
+    POSITION_INTENTS,
     ZERO,
+    ExitTerms,
+    FillActivity,
+    ListedOption,
     PaperApiError,
     PaperOrder,
+    activity_types,
     asset_id,
     average,
+    day,
     eastern,
+    instant,
     invalid,
+    listed_option,
+    number,
     parse_enum,
+    parse_exits,
+    parse_option_legs,
     positive,
     rfc3339,
+    select_activities,
+    select_contracts,
     text,
 )
 
@@ -73,6 +116,10 @@ _MAX_ORDER_LIMIT = 500
 _EXCHANGE = "NASDAQ"
 """The ``exchange`` every asset and position reports (the server has no listing data)."""
 _REPLACE_FIELDS = frozenset({"qty", "time_in_force", "limit_price", "stop_price", "trail", "client_order_id"})
+_GROUP_TIME_IN_FORCE = (TimeInForce.DAY, TimeInForce.GTC)
+_ENTRY_TYPES = (OrderType.MARKET, OrderType.LIMIT)
+_ENTRY_CLASSES = ("bracket", "oto")
+_TRUE, _FALSE = ("true", "1"), ("false", "0", "")
 
 
 class PaperBroker:
@@ -107,13 +154,18 @@ class PaperBroker:
         self._instrument_for = instrument_for
         self._universe = None if symbols is None else frozenset(symbols)
         self._venue = SimulatedVenue(venue_config, instrument_for)
+        self._fees = AlpacaFeeModel.from_config(venue_config.fees)  # mleg fills, which bypass the venue
         self._portfolio = Portfolio(account_config, instrument_for)
         self._account = account_config
         self._calendar = calendar
         self._orders: dict[str, PaperOrder] = {}
         self._by_client_id: dict[str, PaperOrder] = {}
         self._sequence = 0
-        self._executions = 0
+        self._mleg_trades = 0
+        self._activities: list[FillActivity] = []
+        self._option_quotes: dict[str, tuple[Decimal, Decimal]] = {}  # OCC symbol: (bid, ask) USD
+        self._listings: list[ListedOption] | None = None  # None: no list given, any OCC symbol trades
+        self._listing_by_key: dict[str, ListedOption] = {}  # by symbol and by id
         # symbol: (New York day of its last close, that close, the previous day's close)
         self._closes: dict[str, tuple[date, float, float | None]] = {}
         self._session_day: date | None = None
@@ -147,7 +199,10 @@ class PaperBroker:
     def advance(self, batch: BarBatch, session_closed: bool = False) -> list[dict[str, Any]]:
         """Move simulated time to ``batch.ts_ns`` (a bar close) and match working orders against it.
 
-        Fills are booked in the ledger, then every symbol is marked at its close.
+        Fills are booked in the ledger, then every symbol is marked at its close. Open mleg
+        orders are matched against the current option quotes; a DAY mleg order works in the
+        session of the first batch after its submit (as the venue's DAY orders do) and expires
+        before a batch of a later session, or at the end of its own when ``session_closed``.
 
         Returns:
             The ``trade_updates`` payloads produced, in order.
@@ -158,11 +213,16 @@ class PaperBroker:
         if not isinstance(batch, BarBatch):
             raise ExecutionError(f"advance expects a BarBatch, got {type(batch).__name__}")
         self.advance_clock(batch.ts_ns)
-        day = new_york_date(batch.ts_ns)
-        if day != self._session_day:
+        today = new_york_date(batch.ts_ns)
+        if today != self._session_day:
             self._portfolio.start_session(batch.ts_ns)
-            self._session_day = day
-        updates = self._apply(self._venue.on_bars(batch, session_closed=session_closed))
+            self._session_day = today
+        events = self._void_losing_exits(self._venue.on_bars(batch, session_closed=session_closed))
+        updates = self._apply(events)
+        updates.extend(self._expire_mleg(today, closing=False))
+        updates.extend(self._match_all_mleg())
+        if session_closed:
+            updates.extend(self._expire_mleg(today, closing=True))
         self._portfolio.mark_batch(batch)
         closes = self._closes
         for symbol, close in zip(batch.symbols, batch.close.tolist(), strict=True):
@@ -170,27 +230,115 @@ class PaperBroker:
                 continue
             last = closes.get(symbol)
             if last is None:
-                closes[symbol] = (day, close, None)
-            elif last[0] == day:
-                closes[symbol] = (day, close, last[2])
+                closes[symbol] = (today, close, None)
+            elif last[0] == today:
+                closes[symbol] = (today, close, last[2])
             else:
-                closes[symbol] = (day, close, last[1])
+                closes[symbol] = (today, close, last[1])
         return updates
+
+    # ------------------------------------------------------------------ options
+
+    def set_option_quotes(self, quotes: Mapping[str, tuple[Decimal, Decimal]]) -> list[dict[str, Any]]:
+        """Set the bid and ask (USD per share) of option contracts, match mleg orders, mark positions.
+
+        Quotes stay until replaced. Positions in a quoted contract are marked at the mid.
+
+        Args:
+            quotes: OCC symbol to ``(bid, ask)``, with ``0 <= bid <= ask`` and ``ask > 0``
+                (a zero bid: nothing can be sold).
+
+        Returns:
+            The ``trade_updates`` payloads of the fills.
+
+        Raises:
+            ExecutionError: for a symbol that is not an OCC option symbol or an invalid quote;
+                nothing is changed.
+        """
+        if not isinstance(quotes, Mapping):
+            raise ExecutionError(
+                f"set_option_quotes expects a mapping of OCC symbol to (bid, ask), got {quotes!r}"
+            )
+        checked: dict[str, tuple[Decimal, Decimal]] = {}
+        for symbol, quote in quotes.items():
+            contract = _option_contract(symbol)
+            try:
+                bid, ask = (Decimal(repr(v)) if isinstance(v, float) else Decimal(v) for v in quote)
+            except (TypeError, ValueError, ArithmeticError):
+                raise ExecutionError(
+                    f"quote of {symbol!r} must be a (bid, ask) pair of numbers, got {quote!r}"
+                ) from None
+            if not (bid.is_finite() and ask.is_finite() and 0 <= bid <= ask and ask > 0):
+                raise ExecutionError(
+                    f"quote of {symbol!r} needs 0 <= bid <= ask and ask > 0, got bid {bid}, ask {ask}"
+                )
+            checked[contract.occ_symbol] = (bid, ask)
+        self._option_quotes.update(checked)
+        updates = self._match_all_mleg()
+        mids = {symbol: (bid + ask) / 2 for symbol, (bid, ask) in checked.items()}
+        self._portfolio.mark(mids, self._now_ns)
+        return updates
+
+    def set_option_contracts(self, contracts: Iterable[str | OptionContract | ListedOption]) -> None:
+        """Replace the list ``/v2/options/contracts`` serves; mleg legs must then be listed and active.
+
+        Args:
+            contracts: OCC symbols, :class:`OptionContract` instruments or :class:`ListedOption`
+                records (status, style, underlying, close price).
+
+        Raises:
+            ExecutionError: for an item that is none of those, or a symbol listed twice.
+        """
+        listings = sorted((listed_option(item) for item in contracts), key=lambda listing: listing.symbol)
+        by_key: dict[str, ListedOption] = {}
+        for listing in listings:
+            if listing.symbol in by_key:
+                raise ExecutionError(f"option contract {listing.symbol} is listed twice")
+            by_key[listing.symbol] = by_key[listing.id] = listing
+        self._listings, self._listing_by_key = listings, by_key
+
+    def option_contracts(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """Answer ``GET /v2/options/contracts`` (see :func:`~serve.alpaca_paper._orders.select_contracts`)."""
+        return select_contracts(self._listings or [], query)
+
+    def option_contract(self, symbol_or_id: str) -> dict[str, Any]:
+        """Answer ``GET /v2/options/contracts/{symbol_or_id}``.
+
+        Raises:
+            PaperApiError: 404 if no listed contract has this symbol or id.
+        """
+        listing = self._listing_by_key.get(symbol_or_id.strip().upper()) or self._listing_by_key.get(
+            symbol_or_id.strip().lower()
+        )
+        if listing is None:
+            raise PaperApiError(404, f"option contract not found: {symbol_or_id!r}", CODE_NOT_FOUND)
+        return listing.to_json()
+
+    # ------------------------------------------------------------------ activities
+
+    def activities(self, query: Mapping[str, str], activity_type: str | None = None) -> list[dict[str, Any]]:
+        """Answer ``GET /v2/account/activities[/{activity_type}]`` (FILL activities only exist).
+
+        Raises:
+            PaperApiError: 422 for an unknown type or an invalid parameter.
+        """
+        types = activity_types(query, None if activity_type is None else activity_type.strip().upper())
+        return select_activities(self._activities, query, types)
 
     # ------------------------------------------------------------------ orders
 
     def submit(
         self, body: Any, reject_reason: str | None = None
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """Handle ``POST /v2/orders``.
+        """Handle ``POST /v2/orders`` for every order class (module doc).
 
         Args:
             body: the decoded JSON body.
-            reject_reason: if given, the order is accepted (status ``accepted``) and at once
-                rejected by the "exchange" with this reason (a ``rejected`` trade update).
+            reject_reason: if given, the order (with its legs) is accepted (status ``accepted``)
+                and at once rejected by the "exchange" with this reason (``rejected`` updates).
 
         Returns:
-            The order as answered, and the trade updates produced.
+            The order as answered (legs nested), and the trade updates produced.
 
         Raises:
             PaperApiError: 422 for invalid terms or a duplicate ``client_order_id``, 403 for
@@ -198,11 +346,35 @@ class PaperBroker:
         """
         if not isinstance(body, dict):
             raise invalid(f"the order body must be a JSON object, got {type(body).__name__}")
-        order_class = body.get("order_class", "simple") or "simple"
-        if order_class != "simple" or body.get("legs") or body.get("take_profit") or body.get("stop_loss"):
-            raise invalid(
-                f"order_class {order_class!r} is not supported by the paper server; only simple orders"
-            )
+        order_class = body.get("order_class") or "simple"
+        if order_class not in ORDER_CLASSES:
+            raise invalid(f"invalid order_class {order_class!r}; expected one of {list(ORDER_CLASSES)}")
+        if order_class == "mleg":
+            return self._submit_mleg(body, reject_reason)
+        if body.get("legs"):
+            raise invalid(f"legs are for mleg orders; a {order_class} order takes take_profit and stop_loss")
+        exits = parse_exits(body)
+        if order_class == "simple" and (exits.take_profit is not None or exits.stop_price is not None):
+            raise invalid("take_profit and stop_loss need order_class bracket, oco or oto")
+        order, instrument = self._parse_order(body, order_class, exits)
+        legs = self._exit_legs(order, exits, instrument)
+        if reject_reason is not None:
+            return self._reject_group(order, legs, reject_reason)
+        event = self._venue_submit(order)
+        if isinstance(event, OrderRejected):
+            raise invalid(event.reason)
+        self._sequence += 1 + len(legs)
+        for member in (order, *legs):
+            self._store(member)
+        updates = self._apply([event])
+        if order_class == "oco":
+            updates.extend(self._submit_exit(legs[0]))
+        return self.order_json(order), updates
+
+    def _parse_order(
+        self, body: dict[str, Any], order_class: str, exits: ExitTerms
+    ) -> tuple[PaperOrder, Instrument]:
+        """The simple order, entry or oco take-profit a body describes, checked (not stored)."""
         symbol = body.get("symbol")
         if not isinstance(symbol, str) or not symbol.strip():
             raise invalid(f"invalid symbol {symbol!r}; expected a ticker or an OCC option symbol")
@@ -218,13 +390,27 @@ class PaperBroker:
             raise invalid(f"notional orders must be market orders (got type {order_type.value!r})")
         limit, stop = positive(body, "limit_price"), positive(body, "stop_price")
         trail_price, trail_percent = positive(body, "trail_price"), positive(body, "trail_percent")
-        client_order_id = body.get("client_order_id")
-        if client_order_id is None:
-            client_order_id = str(uuid.uuid5(NAMESPACE, f"client:{self._sequence + 1}"))
-        if not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= _MAX_CLIENT_ORDER_ID:
-            raise invalid(f"client_order_id must be 1 to 128 characters, got {client_order_id!r}")
-        if client_order_id in self._by_client_id:
-            raise invalid(f"client_order_id must be unique: {client_order_id!r} was already used")
+        intent = body.get("position_intent")
+        if intent is not None and (not isinstance(intent, str) or POSITION_INTENTS.get(intent) is not side):
+            raise invalid(f"invalid position_intent {intent!r} for a {side.value} order; expected one of "
+                           f"{[name for name, s in POSITION_INTENTS.items() if s is side]}")
+        if order_class != "simple":
+            if notional is not None or body.get("extended_hours"):
+                raise invalid(f"{order_class} orders take qty, not notional, and no extended_hours")
+            if tif not in _GROUP_TIME_IN_FORCE:
+                raise invalid(f"{order_class} orders need time_in_force day or gtc, got {tif.value!r}")
+            allowed = (OrderType.LIMIT,) if order_class == "oco" else _ENTRY_TYPES
+            if order_type not in allowed:
+                raise invalid(f"{order_class} orders need type {' or '.join(t.value for t in allowed)}, "
+                               f"got {order_type.value!r}")
+        if order_class == "oco":
+            if limit is not None and limit != exits.take_profit:
+                raise invalid(
+                    f"an oco order's limit_price ({text(limit)}) must equal take_profit.limit_price "
+                    f"({text(exits.take_profit)}) or be omitted"
+                )
+            limit = exits.take_profit
+        client_order_id = self._client_order_id(body.get("client_order_id"), self._sequence + 1)
         instrument = self._instrument(symbol, 422)
         price = self._reference_price(symbol, order_type, limit, stop)
         if notional is not None:
@@ -238,12 +424,11 @@ class PaperBroker:
         if quantity is None:  # unreachable: exactly one of qty and notional was checked above
             raise invalid("qty is missing")
         self._check_buying_power(symbol, side, quantity, price, instrument.multiplier)
-        self._sequence += 1
-        order_id = str(uuid.uuid5(NAMESPACE, f"order:{self._sequence}"))
+        sequence = self._sequence + 1
         order = PaperOrder(
-            id=order_id,
+            id=_order_id(sequence),
             client_order_id=client_order_id,
-            sequence=self._sequence,
+            sequence=sequence,
             symbol=symbol,
             asset_class="us_option" if isinstance(instrument, OptionContract) else "us_equity",
             side=side,
@@ -258,47 +443,214 @@ class PaperBroker:
             extended_hours=bool(body.get("extended_hours", False)),
             created_ns=self._now_ns,
             multiplier=instrument.multiplier,
+            order_class=order_class,
+            position_intent=intent,
         )
-        if reject_reason is not None:
-            order.status = OrderStatus.ACCEPTED
-            answer = order.to_json()
-            self._store(order)
-            order.status, order.failed_ns, order.updated_ns = OrderStatus.REJECTED, self._now_ns, self._now_ns
-            order.reason = reject_reason
-            return answer, [self._update("rejected", order, self._now_ns)]
-        command = SubmitOrder(
-            client_order_id=ClientOrderId._from_checked_parts(order_id),
-            strategy_id=_STRATEGY,
-            symbol=symbol,
-            side=side,
-            quantity=quantity,
+        return order, instrument
+
+    def _exit_legs(self, order: PaperOrder, exits: ExitTerms, instrument: Instrument) -> list[PaperOrder]:
+        """Check the exits of a bracket, oco or oto order against its main order; build its legs.
+
+        Bracket and oto exits take the opposite side and are held; the oco stop-loss keeps the
+        side of its take-profit parent and works at once.
+        """
+        kind = order.order_class
+        if kind == "simple":
+            return []
+        take_profit, stop = exits.take_profit, exits.stop_price
+        if kind in ("bracket", "oco") and (take_profit is None or stop is None):
+            raise invalid(f"{kind} orders need both take_profit.limit_price and stop_loss.stop_price")
+        if kind == "oto" and (take_profit is None) == (stop is None):
+            raise invalid("oto orders need exactly one of take_profit and stop_loss")
+        for label, price in (
+            ("take_profit.limit_price", take_profit),
+            ("stop_loss.stop_price", stop),
+            ("stop_loss.limit_price", exits.stop_limit),
+        ):
+            if price is not None and not instrument.is_valid_price(price):
+                raise invalid(f"{label} {text(price)} is not on the tick of {order.symbol}")
+        exit_side = order.side if kind == "oco" else order.side.opposite
+        long_exit = exit_side is OrderSide.SELL  # exits of a long position: profit above, stop below
+        if take_profit is not None and stop is not None and (take_profit > stop) != long_exit:
+            relation = "above" if long_exit else "below"
+            raise invalid(f"{kind} {order.side.value}: take_profit.limit_price ({text(take_profit)}) must be "
+                           f"{relation} stop_loss.stop_price ({text(stop)})")
+        base = None  # the price the exits must lie on either side of: the entry's limit or last close
+        if kind != "oco":
+            base = self._reference_price(order.symbol, order.order_type, order.limit_price, None)
+        if base is not None:
+            for label, price, above in (
+                ("take_profit.limit_price", take_profit, long_exit),
+                ("stop_loss.stop_price", stop, not long_exit),
+            ):
+                if price is not None and not (price > base if above else price < base):
+                    raise invalid(f"{kind} {order.side.value}: {label} ({text(price)}) must be "
+                                   f"{'above' if above else 'below'} the entry's base price {text(base)}")
+        status = OrderStatus.NEW if kind == "oco" else OrderStatus.HELD
+        terms: list[tuple[OrderType, Decimal | None, Decimal | None]] = []
+        if take_profit is not None and kind != "oco":
+            terms.append((OrderType.LIMIT, take_profit, None))
+        if stop is not None:
+            stop_type = OrderType.STOP if exits.stop_limit is None else OrderType.STOP_LIMIT
+            terms.append((stop_type, exits.stop_limit, stop))
+        legs = []
+        for offset, (leg_type, leg_limit, leg_stop) in enumerate(terms, start=2):
+            sequence = self._sequence + offset
+            leg = PaperOrder(
+                id=_order_id(sequence),
+                client_order_id=self._client_order_id(None, sequence),
+                sequence=sequence,
+                symbol=order.symbol,
+                asset_class=order.asset_class,
+                side=exit_side,
+                order_type=leg_type,
+                time_in_force=order.time_in_force,
+                quantity=order.quantity,
+                notional=None,
+                limit_price=leg_limit,
+                stop_price=leg_stop,
+                trail_price=None,
+                trail_percent=None,
+                extended_hours=False,
+                created_ns=self._now_ns,
+                multiplier=order.multiplier,
+                status=status,
+                order_class=kind,
+                parent_id=order.id,
+            )
+            legs.append(leg)
+            order.leg_ids.append(leg.id)
+        return legs
+
+    def _submit_mleg(
+        self, body: dict[str, Any], reject_reason: str | None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Handle an ``order_class: mleg`` submit (module doc)."""
+        if body.get("symbol"):
+            raise invalid(
+                f"an mleg order has no top-level symbol (got {body.get('symbol')!r}); "
+                "its legs name the contracts"
+            )
+        if body.get("notional") is not None or body.get("take_profit") or body.get("stop_loss"):
+            raise invalid(
+                "an mleg order takes qty (strategy units) and legs; no notional, take_profit or stop_loss"
+            )
+        quantity = positive(body, "qty")
+        if quantity is None or quantity != quantity.to_integral_value():
+            raise invalid(
+                f"an mleg order needs qty, a whole number of strategy units > 0, got {body.get('qty')!r}"
+            )
+        order_type = parse_enum(body, "type")
+        if order_type not in _ENTRY_TYPES:
+            raise invalid(f"mleg orders need type market or limit, got {order_type.value!r}")
+        tif = parse_enum(body, "time_in_force")
+        if tif not in _GROUP_TIME_IN_FORCE:
+            raise invalid(f"mleg orders need time_in_force day or gtc, got {tif.value!r}")
+        limit = number(body, "limit_price")
+        if (order_type is OrderType.LIMIT) != (limit is not None):
+            raise invalid(
+                "an mleg limit order needs limit_price, the net price per unit (positive: a debit, "
+                "negative: a credit); a market order takes none"
+                f" (got type {order_type.value!r}, limit_price {body.get('limit_price')!r})"
+            )
+        terms = parse_option_legs(body)
+        contracts = [self._option_leg(leg.symbol) for leg in terms]
+        multipliers = {contract.multiplier for contract in contracts}
+        if len(multipliers) != 1:
+            raise invalid(f"the legs of an mleg order must share one multiplier, got {sorted(multipliers)}")
+        [multiplier] = multipliers
+        legs = [(leg, contract.occ_symbol) for leg, contract in zip(terms, contracts, strict=True)]
+        for leg, symbol in legs:
+            if leg.side is OrderSide.SELL:  # a cash account may not open a short
+                self._check_buying_power(symbol, leg.side, leg.ratio * quantity, None, multiplier)
+        net = limit if limit is not None else self._net_price([(t.side, t.ratio, s) for t, s in legs])
+        if net is not None and net > 0:
+            self._require_buying_power(net * quantity * multiplier)
+        sequence = self._sequence + 1
+        parent = PaperOrder(
+            id=_order_id(sequence),
+            client_order_id=self._client_order_id(body.get("client_order_id"), sequence),
+            sequence=sequence,
+            symbol="",
+            asset_class="us_option",
+            side=OrderSide.BUY,  # unused: the strategy has no side (its JSON says "")
             order_type=order_type,
             time_in_force=tif,
-            limit_price=order.limit_price,
-            stop_price=order.stop_price,
-            trail_price=order.trail_price,
-            trail_percent=order.trail_percent,
-            ts_ns=self._now_ns,
+            quantity=quantity,
+            notional=None,
+            limit_price=limit,
+            stop_price=None,
+            trail_price=None,
+            trail_percent=None,
+            extended_hours=False,
+            created_ns=self._now_ns,
+            multiplier=multiplier,
+            order_class="mleg",
         )
-        [event] = self._venue.submit([command], self._now_ns)
-        if isinstance(event, OrderRejected):
-            self._sequence -= 1
-            raise invalid(event.reason)
-        self._store(order)
-        updates = self._apply([event])
-        return order.to_json(), updates
+        children = []
+        for offset, (leg, symbol) in enumerate(legs, start=2):
+            child = PaperOrder(
+                id=_order_id(self._sequence + offset),
+                client_order_id=self._client_order_id(None, self._sequence + offset),
+                sequence=self._sequence + offset,
+                symbol=symbol,
+                asset_class="us_option",
+                side=leg.side,
+                order_type=order_type,
+                time_in_force=tif,
+                quantity=leg.ratio * quantity,
+                notional=None,
+                limit_price=None,
+                stop_price=None,
+                trail_price=None,
+                trail_percent=None,
+                extended_hours=False,
+                created_ns=self._now_ns,
+                multiplier=multiplier,
+                order_class="mleg",
+                parent_id=parent.id,
+                position_intent=leg.position_intent,
+                ratio_qty=leg.ratio,
+            )
+            children.append(child)
+            parent.leg_ids.append(child.id)
+        if reject_reason is not None:
+            return self._reject_group(parent, children, reject_reason)
+        self._sequence += 1 + len(children)
+        for member in (parent, *children):
+            self._store(member)
+        answer = self.order_json(parent)
+        updates = [self._update("new", member, self._now_ns) for member in (parent, *children)]
+        updates.extend(self._match_mleg(parent))
+        return answer, updates
+
+    def _reject_group(
+        self, order: PaperOrder, legs: list[PaperOrder], reason: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Store an order and its legs as accepted, answer that, then reject them all."""
+        self._sequence += 1 + len(legs)
+        for member in (order, *legs):
+            member.status = OrderStatus.ACCEPTED
+            self._store(member)
+        answer = self.order_json(order)
+        for member in (order, *legs):
+            member.status, member.reason = OrderStatus.REJECTED, reason
+            member.failed_ns = member.updated_ns = self._now_ns
+        return answer, [self._update("rejected", member, self._now_ns) for member in (order, *legs)]
 
     def replace(self, order_id: str, body: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Handle ``PATCH /v2/orders/{order_id}``: a new order replaces a working one.
 
-        ``qty`` is the new total quantity (the new order carries the old filled quantity).
+        ``qty`` is the new total quantity (the new order carries the old filled quantity). A
+        replaced leg or oco parent passes its place in the group to the new order.
 
         Returns:
             The new order, and the trade updates (``replaced`` for the old order, ``new`` for the new).
 
         Raises:
             PaperApiError: 404 for an unknown order; 422 for an order no longer open, invalid
-                terms, a duplicate ``client_order_id`` or a change the simulator cannot make.
+                terms, a duplicate ``client_order_id`` or a change the simulator cannot make
+                (an mleg order, a held leg, an entry whose legs are held).
         """
         old = self.order(order_id)
         if not isinstance(body, dict) or not body:
@@ -309,6 +661,12 @@ class PaperBroker:
                 f"order {order_id} is {old.status.value}, not open: it cannot be replaced",
                 CODE_UNPROCESSABLE,
             )
+        if old.is_mleg:
+            raise invalid(f"order {order_id} is part of an mleg order; the paper server cannot replace those")
+        held = OrderStatus.HELD
+        if old.status is held or any(self._orders[leg_id].status is held for leg_id in old.leg_ids):
+            raise invalid(f"order {order_id} is a {old.order_class} order whose exits wait for the entry; "
+                           "the paper server cannot replace it until the entry fills")
         unknown = sorted(set(body) - _REPLACE_FIELDS)
         if unknown:
             raise invalid(f"unknown replace fields {unknown}")
@@ -320,14 +678,8 @@ class PaperBroker:
         trail = positive(body, "trail")
         if trail is not None and old.trail_percent is not None:
             raise invalid("replacing a trail_percent is not supported by the paper server")
-        client_order_id = body.get("client_order_id")
-        if client_order_id is None:
-            client_order_id = str(uuid.uuid5(NAMESPACE, f"client:{self._sequence + 1}"))
-        if not isinstance(client_order_id, str) or not 0 < len(client_order_id) <= _MAX_CLIENT_ORDER_ID:
-            raise invalid(f"client_order_id must be 1 to 128 characters, got {client_order_id!r}")
-        if client_order_id in self._by_client_id:
-            raise invalid(f"client_order_id must be unique: {client_order_id!r} was already used")
-        new_id = str(uuid.uuid5(NAMESPACE, f"order:{self._sequence + 1}"))
+        client_order_id = self._client_order_id(body.get("client_order_id"), self._sequence + 1)
+        new_id = _order_id(self._sequence + 1)
         command = ReplaceOrder(
             client_order_id=ClientOrderId._from_checked_parts(old.id),
             new_client_order_id=ClientOrderId._from_checked_parts(new_id),
@@ -364,18 +716,31 @@ class PaperBroker:
             filled_quantity=old.filled_quantity,
             filled_value=old.filled_value,
             replaces=old.id,
+            order_class=old.order_class,
+            parent_id=old.parent_id,
+            leg_ids=list(old.leg_ids),
+            position_intent=old.position_intent,
         )
+        if old.parent_id is not None:
+            parent = self._orders[old.parent_id]
+            parent.leg_ids = [new.id if leg_id == old.id else leg_id for leg_id in parent.leg_ids]
+        for leg_id in old.leg_ids:
+            self._orders[leg_id].parent_id = new.id
         self._store(new)
-        return new.to_json(), self._apply(events)
+        return self.order_json(new), self._apply(events)
 
     def cancel(self, order_id: str) -> list[dict[str, Any]]:
         """Handle ``DELETE /v2/orders/{order_id}``; the cancel takes effect at once.
 
+        Canceling a bracket or oto entry cancels its held exits (or, if it is partly filled,
+        releases them for the filled quantity); canceling an oco or mleg order cancels its legs.
+
         Returns:
-            The trade updates (one ``canceled``).
+            The trade updates (``canceled`` for the order and each leg it takes along).
 
         Raises:
-            PaperApiError: 404 for an unknown order, 422 for one that is no longer open.
+            PaperApiError: 404 for an unknown order, 422 for one that is no longer open or a
+                leg of an mleg order (cancel the mleg order).
         """
         order = self.order(order_id)
         if not order.is_open:
@@ -384,20 +749,28 @@ class PaperBroker:
                 f"order {order_id} is {order.status.value}, not open: it cannot be canceled",
                 CODE_UNPROCESSABLE,
             )
-        command = CancelOrder(client_order_id=ClientOrderId._from_checked_parts(order.id), ts_ns=self._now_ns)
-        return self._apply(self._venue.cancel([command]))
+        if order.is_mleg and order.parent_id is not None:
+            raise PaperApiError(
+                422, f"order {order_id} is a leg of mleg order {order.parent_id}: cancel that order",
+                CODE_UNPROCESSABLE,
+            )
+        return self._cancel_one(order, self._now_ns, "")
 
     def cancel_all(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Handle ``DELETE /v2/orders``: cancel every open order.
+        """Handle ``DELETE /v2/orders``: cancel every open order, legs included.
 
         Returns:
             Alpaca's multi-status items ``{"id", "status": 200, "body": order}``, and the trade updates.
         """
         updates = self._apply(self._venue.cancel_all(self._now_ns, "cancel all"))
+        for order in list(self._orders.values()):
+            if order.is_open and not (order.is_mleg and order.parent_id is not None):
+                updates.extend(self._cancel_one(order, self._now_ns, "cancel all"))
         items = []
         for update in updates:
-            order = update["order"]
-            items.append({"id": order["id"], "status": 200, "body": order})
+            if update["event"] == "canceled":
+                order = update["order"]
+                items.append({"id": order["id"], "status": 200, "body": order})
         return items, updates
 
     def order(self, order_id: str) -> PaperOrder:
@@ -410,6 +783,12 @@ class PaperBroker:
         if order is None:
             raise PaperApiError(404, f"order not found: {order_id!r}", CODE_NOT_FOUND)
         return order
+
+    def order_json(self, order: PaperOrder, nested: bool = True) -> dict[str, Any]:
+        """Return an order's Alpaca JSON, its legs nested unless ``nested`` is False."""
+        if not nested or not order.leg_ids:
+            return order.to_json()
+        return order.to_json([self._orders[leg_id].to_json() for leg_id in order.leg_ids])
 
     def order_by_client_id(self, client_order_id: str | None) -> PaperOrder:
         """Return the order with this ``client_order_id``.
@@ -427,7 +806,13 @@ class PaperBroker:
 
     def list_orders(self, query: Mapping[str, str]) -> list[dict[str, Any]]:
         """Handle ``GET /v2/orders`` (``status``, ``limit``, ``after``, ``until``, ``direction``,
-        ``side``, ``symbols``; ``after`` and ``until`` are exclusive bounds on ``submitted_at``).
+        ``side``, ``symbols``, ``nested``; ``after`` and ``until`` are exclusive bounds on
+        ``submitted_at``).
+
+        Without ``nested`` every order, legs included, is an item of its own with ``legs``
+        null. With ``nested=true`` legs appear only inside their parent, and a parent and its
+        legs count as one item: open if any of them is, matching ``side`` or ``symbols`` if
+        any of them does.
 
         Raises:
             PaperApiError: 422 for an invalid parameter.
@@ -445,22 +830,37 @@ class PaperBroker:
             raise invalid(f"invalid limit {limit_text!r}; expected an integer") from None
         if not 1 <= limit <= _MAX_ORDER_LIMIT:
             raise invalid(f"invalid limit {limit}; expected 1 to {_MAX_ORDER_LIMIT}")
-        after, until = _instant(query, "after"), _instant(query, "until")
+        after, until = instant(query, "after"), instant(query, "until")
         side = query.get("side")
         if side is not None and side not in ("buy", "sell"):
             raise invalid(f"invalid side {side!r}; expected buy or sell")
+        nested_text = (query.get("nested") or "").lower()
+        if nested_text not in _TRUE + _FALSE:
+            raise invalid(f"invalid nested {query.get('nested')!r}; expected true or false")
+        nested = nested_text in _TRUE
         symbols = {s.strip().upper() for s in query.get("symbols", "").split(",") if s.strip()}
-        chosen = [
-            order
-            for order in self._orders.values()
-            if (status == "all" or order.is_open == (status == "open"))
-            and (after is None or order.created_ns > after)
-            and (until is None or order.created_ns < until)
-            and (side is None or order.side.value == side)
-            and (not symbols or order.symbol in symbols)
-        ]
+
+        def member_matches(order: PaperOrder) -> bool:
+            own_side = not (order.is_mleg and order.parent_id is None)  # an mleg strategy has none
+            return (side is None or (own_side and order.side.value == side)) and (
+                not symbols or order.symbol in symbols
+            )
+
+        chosen = []
+        for order in self._orders.values():
+            if nested and order.parent_id is not None:
+                continue
+            group = [order, *(self._orders[i] for i in order.leg_ids)] if nested else [order]
+            is_open = any(member.is_open for member in group)
+            if (
+                (status == "all" or is_open == (status == "open"))
+                and (after is None or order.created_ns > after)
+                and (until is None or order.created_ns < until)
+                and any(member_matches(member) for member in group)
+            ):
+                chosen.append(order)
         chosen.sort(key=lambda order: order.sequence, reverse=direction == "desc")
-        return [order.to_json() for order in chosen[:limit]]
+        return [self.order_json(order, nested) for order in chosen[:limit]]
 
     # ------------------------------------------------------------------ account
 
@@ -579,8 +979,8 @@ class PaperBroker:
         Raises:
             PaperApiError: 422 for a date that is not ``YYYY-MM-DD``.
         """
-        start = _day(query, "start") or date(1990, 1, 1)
-        end = _day(query, "end") or date(2100, 1, 1)
+        start = day(query, "start") or date(1990, 1, 1)
+        end = day(query, "end") or date(2100, 1, 1)
         opens, closes = self._trading_calendar().opens_closes_ns(start, end)
         if opens.size == 0:
             return []
@@ -599,6 +999,16 @@ class PaperBroker:
         self._orders[order.id] = order
         self._by_client_id[order.client_order_id] = order
 
+    def _client_order_id(self, value: Any, sequence: int) -> str:
+        """``value`` checked as a new client order id, or the default for order ``sequence``."""
+        if value is None:
+            value = str(uuid.uuid5(NAMESPACE, f"client:{sequence}"))
+        if not isinstance(value, str) or not 0 < len(value) <= _MAX_CLIENT_ORDER_ID:
+            raise invalid(f"client_order_id must be 1 to 128 characters, got {value!r}")
+        if value in self._by_client_id:
+            raise invalid(f"client_order_id must be unique: {value!r} was already used")
+        return value
+
     def _instrument(self, symbol: str, status: int) -> Instrument:
         if self._universe is not None and symbol not in self._universe:
             raise PaperApiError(status, f"asset not found: {symbol!r} is not in the paper server's universe",
@@ -608,6 +1018,21 @@ class PaperBroker:
         except (AmcpError, LookupError, ValueError, TypeError) as exc:
             raise PaperApiError(status, f"asset not found: {symbol!r} ({exc})",
                                 CODE_NOT_FOUND if status == 404 else CODE_INVALID) from None
+
+    def _option_leg(self, symbol: str) -> OptionContract:
+        """The contract an mleg leg names: an option in the universe and, if a list was given,
+        listed and active."""
+        instrument = self._instrument(symbol, 422)
+        if not isinstance(instrument, OptionContract):
+            raise invalid(f"mleg leg symbol {symbol!r} is not an option contract (an OCC symbol)")
+        if self._listings is not None:
+            listing = self._listing_by_key.get(instrument.occ_symbol)
+            if listing is None:
+                raise invalid(f"unknown option contract {symbol!r}: not among the {len(self._listings)} "
+                               "contracts the paper server lists")
+            if listing.status != "active":
+                raise invalid(f"option contract {symbol!r} is {listing.status}, not tradable")
+        return instrument
 
     def _mark(self, symbol: str) -> Decimal | None:
         last = self._closes.get(symbol)
@@ -623,11 +1048,36 @@ class PaperBroker:
             return stop
         return self._mark(symbol)
 
+    def _net_price(self, legs: Iterable[tuple[OrderSide, Decimal, str]]) -> Decimal | None:
+        """Net USD per share of one strategy unit at the option quotes (buy at the ask, sell at
+        the bid; positive: a debit), None if a leg has no quote or no bid to sell into."""
+        net = ZERO
+        for side, ratio, symbol in legs:
+            quote = self._option_quotes.get(symbol)
+            price = None if quote is None else quote[1] if side is OrderSide.BUY else quote[0]
+            if price is None or price <= 0:
+                return None
+            net += side.sign * ratio * price
+        return net
+
     def _reserved(self) -> Decimal:
-        """USD held for open orders that add exposure: leaves × reference price × multiplier."""
+        """USD held for open orders that add exposure: leaves × reference price × multiplier.
+
+        Exits (oco orders, bracket and oto legs) reserve nothing; an mleg order reserves its net
+        debit (at its limit, else at the quotes) and its legs nothing.
+        """
         total = ZERO
         for order in self._orders.values():
-            if order.is_open and order.side is OrderSide.BUY:
+            if not order.is_open or order.order_class == "oco" or order.parent_id is not None:
+                continue
+            if order.is_mleg:
+                net = order.limit_price
+                if net is None:
+                    legs = [self._orders[leg_id] for leg_id in order.leg_ids]
+                    net = self._net_price((leg.side, leg.ratio_qty or ZERO, leg.symbol) for leg in legs)
+                if net is not None and net > 0:
+                    total += net * order.leaves * order.multiplier
+            elif order.side is OrderSide.BUY:
                 price = self._reference_price(
                     order.symbol, order.order_type, order.limit_price, order.stop_price
                 )
@@ -643,15 +1093,7 @@ class PaperBroker:
         held = self._portfolio.positions().get(symbol)
         held_quantity = held.quantity if held is not None else ZERO
         if side is OrderSide.SELL:
-            selling = sum(
-                (
-                    o.leaves
-                    for o in self._orders.values()
-                    if o.is_open and o.symbol == symbol and o.side is side
-                ),
-                ZERO,
-            )
-            available = max(ZERO, held_quantity - selling)
+            available = max(ZERO, held_quantity - self._selling(symbol))
             opening = quantity - available  # the part that would open or add to a short
             if opening <= 0:
                 return
@@ -665,7 +1107,27 @@ class PaperBroker:
             quantity = opening
         if price is None:
             return
-        cost = quantity * price * multiplier
+        self._require_buying_power(quantity * price * multiplier)
+
+    def _selling(self, symbol: str) -> Decimal:
+        """Quantity open sell orders of ``symbol`` may still sell: an exit pair counts once (only
+        one of its exits can fill), held exits not at all (their position does not exist yet)."""
+        total, counted = ZERO, set()
+        for order in self._orders.values():
+            if not order.is_open or order.status is OrderStatus.HELD or order.symbol != symbol:
+                continue
+            if order.side is not OrderSide.SELL or order.id in counted:
+                continue
+            other = self._other_exit(order)
+            if other is not None and other.is_open:
+                counted.add(other.id)
+                total += max(order.leaves, other.leaves)
+            else:
+                total += order.leaves
+        return total
+
+    def _require_buying_power(self, cost: Decimal) -> None:
+        """403 unless ``cost`` (USD) fits in the buying power left after open orders' reservations."""
         buying_power = max(ZERO, self._portfolio.buying_power - self._reserved())
         if cost > buying_power:
             raise PaperApiError(
@@ -677,46 +1139,67 @@ class PaperBroker:
                 cost_basis=text(cost) or "0",
             )
 
+    # ------------------------------------------------------------------ order lifecycle
+
+    def _venue_submit(self, order: PaperOrder) -> OrderEvent:
+        """Send an order to the venue now; return its ``OrderAccepted`` or ``OrderRejected``."""
+        command = SubmitOrder(
+            client_order_id=ClientOrderId._from_checked_parts(order.id),
+            strategy_id=_STRATEGY,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            order_type=order.order_type,
+            time_in_force=order.time_in_force,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            trail_price=order.trail_price,
+            trail_percent=order.trail_percent,
+            ts_ns=self._now_ns,
+        )
+        [event] = self._venue.submit([command], self._now_ns)
+        return event
+
+    def _submit_exit(self, leg: PaperOrder) -> list[dict[str, Any]]:
+        """Send a leg to the venue (its prices were checked on submit); a refusal rejects the leg."""
+        event = self._venue_submit(leg)
+        if isinstance(event, OrderRejected):
+            leg.status, leg.failed_ns, leg.updated_ns, leg.reason = (
+                OrderStatus.REJECTED, self._now_ns, self._now_ns, event.reason
+            )
+            return [self._update("rejected", leg, self._now_ns)]
+        return self._apply([event])
+
     def _apply(self, events: list[OrderEvent]) -> list[dict[str, Any]]:
-        """Apply venue events to the orders and the ledger; return their trade updates."""
+        """Apply venue events to the orders and the ledger; return their trade updates.
+
+        An event for an order the book has already ended is void: the book canceled it because
+        the other exit of its pair filled, and the venue finished it in the same call.
+        """
         updates: list[dict[str, Any]] = []
         for event in events:
             order = self._orders.get(str(event.client_order_id))
             if order is None:
                 raise ExecutionError(f"venue event {event!r} names an order the paper broker does not know")
+            if not order.is_open:
+                continue
             ts = event.ts_ns
             order.updated_ns = max(order.updated_ns, ts)
             if isinstance(event, OrderAccepted):
                 order.status = OrderStatus.NEW
                 updates.append(self._update("new", order, ts))
             elif isinstance(event, OrderFilled):
-                self._portfolio.apply_fill(event)
-                order.filled_quantity += event.last_quantity
-                order.filled_value += event.last_quantity * event.last_price
-                order.fills.append((ts, event.last_quantity, event.last_price))
-                done = order.filled_quantity >= order.quantity
-                order.status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
-                if done:
-                    order.filled_ns = ts
-                position = self._portfolio.position(order.symbol)
-                self._executions += 1
-                updates.append(
-                    self._update(
-                        "fill" if done else "partial_fill",
-                        order,
-                        ts,
-                        price=text(event.last_price),
-                        qty=text(event.last_quantity),
-                        position_qty=text(position.quantity if position is not None else ZERO),
-                        execution_id=str(uuid.uuid5(NAMESPACE, f"execution:{event.trade_id}")),
-                    )
-                )
+                execution_id = str(uuid.uuid5(NAMESPACE, f"execution:{event.trade_id}"))
+                updates.append(self._book_fill(order, event, execution_id))
+                updates.extend(self._after_fill(order, ts))
             elif isinstance(event, OrderCanceled):
                 order.status, order.canceled_ns, order.reason = OrderStatus.CANCELED, ts, event.reason
                 updates.append(self._update("canceled", order, ts))
+                updates.extend(self._after_end(order, ts))
             elif isinstance(event, OrderExpired):
                 order.status, order.expired_ns, order.reason = OrderStatus.EXPIRED, ts, event.reason
                 updates.append(self._update("expired", order, ts))
+                updates.extend(self._after_end(order, ts))
             elif isinstance(event, OrderReplaced):
                 order.status, order.replaced_ns = OrderStatus.REPLACED, ts
                 order.replaced_by = str(event.new_client_order_id)
@@ -725,10 +1208,216 @@ class PaperBroker:
                 raise ExecutionError(f"unexpected venue event {event!r}")
         return updates
 
-    @staticmethod
-    def _update(event: str, order: PaperOrder, ts_ns: int, **fields: str | None) -> dict[str, Any]:
-        """A ``trade_updates`` payload: event, order snapshot, timestamp and fill fields."""
-        return {"event": event, "order": order.to_json(), "timestamp": rfc3339(ts_ns), **fields}
+    def _book_fill(self, order: PaperOrder, fill: OrderFilled, execution_id: str) -> dict[str, Any]:
+        """Book one execution of ``order`` in the ledger and the order; record its FILL activity."""
+        self._portfolio.apply_fill(fill)
+        order.filled_quantity += fill.last_quantity
+        order.filled_value += fill.last_quantity * fill.last_price
+        order.fills.append((fill.ts_ns, fill.last_quantity, fill.last_price))
+        done = order.filled_quantity >= order.quantity
+        order.status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+        order.updated_ns = max(order.updated_ns, fill.ts_ns)
+        if done:
+            order.filled_ns = fill.ts_ns
+        self._activities.append(
+            FillActivity(
+                id=execution_id,
+                account_id=self._account_id,
+                ts_ns=fill.ts_ns,
+                price=fill.last_price,
+                quantity=fill.last_quantity,
+                side=order.side,
+                symbol=order.symbol,
+                leaves=order.leaves,
+                order_id=order.id,
+                cumulative=order.filled_quantity,
+                order_status=order.status,
+            )
+        )
+        position = self._portfolio.position(order.symbol)
+        return self._update(
+            "fill" if done else "partial_fill",
+            order,
+            fill.ts_ns,
+            price=text(fill.last_price),
+            qty=text(fill.last_quantity),
+            position_qty=text(position.quantity if position is not None else ZERO),
+            execution_id=execution_id,
+        )
+
+    def _after_fill(self, order: PaperOrder, ts_ns: int) -> list[dict[str, Any]]:
+        """A completely filled entry releases its exits; a fill of one exit cancels the other."""
+        updates: list[dict[str, Any]] = []
+        if order.parent_id is None and order.order_class in _ENTRY_CLASSES and not order.is_open:
+            updates.extend(self._release_exits(order))
+        other = self._other_exit(order)
+        if other is not None and other.is_open:
+            updates.extend(self._cancel_one(other, ts_ns, "the other exit of the pair filled"))
+        return updates
+
+    def _after_end(self, order: PaperOrder, ts_ns: int) -> list[dict[str, Any]]:
+        """An entry ended unfilled cancels its held exits (partly filled: releases them for the
+        filled quantity); a canceled oco take-profit cancels its stop-loss."""
+        if order.parent_id is None and order.order_class in _ENTRY_CLASSES:
+            if order.filled_quantity > 0:
+                return self._release_exits(order)
+            updates = []
+            for leg in (self._orders[leg_id] for leg_id in order.leg_ids):
+                if leg.status is OrderStatus.HELD:
+                    leg.status, leg.canceled_ns, leg.updated_ns = OrderStatus.CANCELED, ts_ns, ts_ns
+                    leg.reason = f"entry {order.status.value}"
+                    updates.append(self._update("canceled", leg, ts_ns))
+            return updates
+        if order.order_class == "oco" and order.parent_id is None and order.status is OrderStatus.CANCELED:
+            updates = []
+            for leg in (self._orders[leg_id] for leg_id in order.leg_ids):
+                if leg.is_open:
+                    updates.extend(self._cancel_one(leg, ts_ns, "oco parent canceled"))
+            return updates
+        return []
+
+    def _release_exits(self, entry: PaperOrder) -> list[dict[str, Any]]:
+        """Send an entry's held exits to the venue for its filled quantity."""
+        updates: list[dict[str, Any]] = []
+        for leg in (self._orders[leg_id] for leg_id in entry.leg_ids):
+            if leg.status is OrderStatus.HELD:
+                leg.quantity = entry.filled_quantity
+                leg.status = OrderStatus.ACCEPTED
+                updates.extend(self._submit_exit(leg))
+        return updates
+
+    def _other_exit(self, order: PaperOrder) -> PaperOrder | None:
+        """The other order of an exit pair (oco take-profit and stop-loss, bracket legs), if any."""
+        if order.order_class == "oco":
+            if order.parent_id is not None:
+                return self._orders[order.parent_id]
+            return self._orders[order.leg_ids[0]] if order.leg_ids else None
+        if order.order_class == "bracket" and order.parent_id is not None:
+            for leg_id in self._orders[order.parent_id].leg_ids:
+                if leg_id != order.id:
+                    return self._orders[leg_id]
+        return None
+
+    def _void_losing_exits(self, events: list[OrderEvent]) -> list[OrderEvent]:
+        """Drop the fills of the exit that lost when one bar filled both exits of a pair.
+
+        The take-profit stands if it filled better than its limit (it gapped through the limit
+        at the open, before anything else in the bar); otherwise the stop-loss does.
+        """
+        fills: dict[str, list[OrderFilled]] = {}
+        for event in events:
+            if isinstance(event, OrderFilled):
+                fills.setdefault(str(event.client_order_id), []).append(event)
+        losers: set[str] = set()
+        for order_id in fills:
+            order = self._orders[order_id]
+            other = self._other_exit(order)
+            if other is None or other.id not in fills or {order.id, other.id} & losers:
+                continue
+            take_profit, stop_loss = (order, other) if order.order_type is OrderType.LIMIT else (other, order)
+            limit = take_profit.limit_price
+            gapped = limit is not None and any(
+                (fill.last_price - limit) * take_profit.side.sign < 0 for fill in fills[take_profit.id]
+            )
+            losers.add(stop_loss.id if gapped else take_profit.id)
+        if not losers:
+            return events
+        return [e for e in events if not (isinstance(e, OrderFilled) and str(e.client_order_id) in losers)]
+
+    def _cancel_one(self, order: PaperOrder, ts_ns: int, reason: str) -> list[dict[str, Any]]:
+        """Cancel one open order at once, with what that takes along (see :meth:`cancel`)."""
+        if order.at_venue:
+            command = CancelOrder(
+                client_order_id=ClientOrderId._from_checked_parts(order.id), ts_ns=ts_ns, reason=reason
+            )
+            events = self._venue.cancel([command])
+            if events:
+                return self._apply(events)
+        if order.is_mleg:
+            return self._end_mleg(order, OrderStatus.CANCELED, ts_ns, reason)
+        # held, or already finished at the venue in this same call (a void fill)
+        order.status, order.reason = OrderStatus.CANCELED, reason
+        order.canceled_ns = order.updated_ns = ts_ns
+        return [self._update("canceled", order, ts_ns), *self._after_end(order, ts_ns)]
+
+    # ------------------------------------------------------------------ mleg
+
+    def _match_all_mleg(self) -> list[dict[str, Any]]:
+        updates: list[dict[str, Any]] = []
+        for order in list(self._orders.values()):
+            if order.is_mleg and order.parent_id is None and order.is_open:
+                updates.extend(self._match_mleg(order))
+        return updates
+
+    def _match_mleg(self, parent: PaperOrder) -> list[dict[str, Any]]:
+        """Fill an mleg order and all its legs at the option quotes if its limit allows, else nothing."""
+        legs = [self._orders[leg_id] for leg_id in parent.leg_ids]
+        net = self._net_price((leg.side, leg.ratio_qty or ZERO, leg.symbol) for leg in legs)
+        if net is None or (parent.limit_price is not None and net > parent.limit_price):
+            return []
+        ts = self._now_ns
+        updates: list[dict[str, Any]] = []
+        for leg in legs:
+            bid, ask = self._option_quotes[leg.symbol]
+            price = ask if leg.side is OrderSide.BUY else bid
+            self._mleg_trades += 1
+            trade_id = f"MLEG-T{self._mleg_trades}"
+            fill = OrderFilled(
+                client_order_id=ClientOrderId._from_checked_parts(leg.id),
+                venue_order_id=VenueOrderId._from_checked_parts(f"MLEG-{parent.sequence}"),
+                trade_id=TradeId._from_checked_parts(trade_id),
+                strategy_id=_STRATEGY,
+                symbol=leg.symbol,
+                side=leg.side,
+                last_quantity=leg.leaves,
+                last_price=price,
+                fee=self._fees.fee(self._instrument_for(leg.symbol), leg.side, leg.leaves, price, True),
+                liquidity=LiquiditySide.TAKER,
+                ts_ns=ts,
+            )
+            updates.append(self._book_fill(leg, fill, str(uuid.uuid5(NAMESPACE, f"execution:{trade_id}"))))
+        quantity = parent.leaves
+        parent.filled_quantity += quantity
+        parent.filled_value += quantity * net
+        parent.fills.append((ts, quantity, net))
+        parent.status, parent.filled_ns, parent.updated_ns = OrderStatus.FILLED, ts, ts
+        execution_id = str(uuid.uuid5(NAMESPACE, f"execution:MLEG-P{parent.sequence}"))
+        updates.append(
+            self._update("fill", parent, ts, price=text(net), qty=text(quantity), execution_id=execution_id)
+        )
+        return updates
+
+    def _expire_mleg(self, today: date, closing: bool) -> list[dict[str, Any]]:
+        """Start the session of open DAY mleg orders that have none (``today``) and expire, with
+        their legs, those of an earlier session, or of today's when ``closing``."""
+        updates: list[dict[str, Any]] = []
+        for order in list(self._orders.values()):
+            if not (order.is_mleg and order.parent_id is None and order.is_open):
+                continue
+            if order.time_in_force is not TimeInForce.DAY:
+                continue
+            if order.session_day is None:
+                order.session_day = today
+            if closing or order.session_day != today:
+                updates.extend(self._end_mleg(order, OrderStatus.EXPIRED, self._now_ns, "day order expired"))
+        return updates
+
+    def _end_mleg(
+        self, parent: PaperOrder, status: OrderStatus, ts_ns: int, reason: str
+    ) -> list[dict[str, Any]]:
+        """End an mleg order and its open legs (canceled or expired); one update each, parent first."""
+        members = [order for order in (parent, *(self._orders[i] for i in parent.leg_ids)) if order.is_open]
+        for order in members:
+            order.status, order.updated_ns, order.reason = status, ts_ns, reason
+            if status is OrderStatus.CANCELED:
+                order.canceled_ns = ts_ns
+            else:
+                order.expired_ns = ts_ns
+        return [self._update(status.value, order, ts_ns) for order in members]
+
+    def _update(self, event: str, order: PaperOrder, ts_ns: int, **fields: str | None) -> dict[str, Any]:
+        """A ``trade_updates`` payload: event, order snapshot (legs nested), timestamp and fill fields."""
+        return {"event": event, "order": self.order_json(order), "timestamp": rfc3339(ts_ns), **fields}
 
     def _position_json(self, symbol: str) -> dict[str, Any]:
         position = self._portfolio.positions()[symbol]
@@ -769,8 +1458,9 @@ class PaperBroker:
         return self._calendar
 
     def _sessions_around(self, ts_ns: int) -> tuple[np.ndarray, np.ndarray]:
-        day = new_york_date(ts_ns)
-        return self._trading_calendar().opens_closes_ns(day - timedelta(days=7), day + timedelta(days=21))
+        session = new_york_date(ts_ns)
+        calendar = self._trading_calendar()
+        return calendar.opens_closes_ns(session - timedelta(days=7), session + timedelta(days=21))
 
 
 def _new_york(ts_ns: np.ndarray) -> pd.DatetimeIndex:
@@ -784,25 +1474,20 @@ def _ratio(numerator: Decimal, denominator: Decimal) -> Decimal:
     return (numerator / denominator).quantize(Decimal("1E-10"), rounding=ROUND_DOWN).normalize()
 
 
-def _instant(query: Mapping[str, str], name: str) -> int | None:
-    value = query.get(name)
-    if not value:
-        return None
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise invalid(f"invalid {name} {value!r}; expected an RFC-3339 timestamp") from None
-    if stamp is pd.NaT:
-        raise invalid(f"invalid {name} {value!r}; expected an RFC-3339 timestamp")
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int(stamp.value)
+def _order_id(sequence: int) -> str:
+    """The Alpaca order id (a UUID) of the ``sequence``-th order."""
+    return str(uuid.uuid5(NAMESPACE, f"order:{sequence}"))
 
 
-def _day(query: Mapping[str, str], name: str) -> date | None:
-    value = query.get(name)
-    if not value:
-        return None
+def _option_contract(symbol: object) -> OptionContract:
+    """Parse an OCC option symbol.
+
+    Raises:
+        ExecutionError: if ``symbol`` is not one.
+    """
+    if not isinstance(symbol, str):
+        raise ExecutionError(f"option quotes are keyed by OCC symbol, got {symbol!r}")
     try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        raise invalid(f"invalid {name} {value!r}; expected YYYY-MM-DD") from None
+        return OptionContract.from_occ(symbol)
+    except AmcpError as exc:
+        raise ExecutionError(f"option quotes are keyed by OCC symbol: {exc}") from None

@@ -16,11 +16,22 @@ slippage from ``VenueConfig``) and booked in :class:`~amcp.portfolio.ledger.Port
 REST endpoints (JSON as Alpaca sends it; errors as ``{"code": ..., "message": ...}``):
 ``GET /v2/account``; ``POST|GET|DELETE /v2/orders``; ``GET /v2/orders:by_client_order_id``;
 ``GET|PATCH|DELETE /v2/orders/{id}``; ``GET /v2/positions`` and ``/v2/positions/{symbol}``;
-``GET /v2/clock``; ``GET /v2/calendar``; ``GET /v2/assets/{symbol}``. Every request needs the
+``GET /v2/clock``; ``GET /v2/calendar``; ``GET /v2/assets/{symbol}``;
+``GET /v2/options/contracts`` and ``/v2/options/contracts/{symbol_or_id}`` (the list given to
+:meth:`~AlpacaPaperServer.set_option_contracts`); ``GET /v2/account/activities`` and
+``/v2/account/activities/{activity_type}`` (FILL activities, one per execution, ``id`` = the
+trade update's ``execution_id``). Every request needs the
 configured ``APCA-API-KEY-ID`` and ``APCA-API-SECRET-KEY`` headers (401 otherwise). A reused
 ``client_order_id`` is refused with 422, as Alpaca does, so a retried submit cannot duplicate an
 order. Orders take effect at once: a submit answers ``new``, a cancel ``204`` and the order is
 ``canceled`` (Alpaca may pass through ``pending_*`` states; this server never does).
+
+Order classes ``simple``, ``bracket``, ``oco``, ``oto`` and ``mleg`` (multi-leg options, filled
+at the quotes of :meth:`~AlpacaPaperServer.set_option_quotes`) are served as described in
+:mod:`serve.alpaca_paper._book`. A submit answers the order with its ``legs`` nested, as do
+``GET /v2/orders/{id}`` and ``orders:by_client_order_id``; ``GET /v2/orders`` nests them only
+with ``nested=true`` (otherwise every leg is an order of its own). Every fault below applies to
+them as to simple orders (a rejected order takes its legs along).
 
 Buying power: a buy (or the part of a sell that opens a short) must cost no more than the
 ledger's buying power less the open buy orders' reservation, priced at the limit (or stop)
@@ -48,7 +59,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from decimal import Decimal
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,12 +72,14 @@ from amcp.config import AccountConfig, VenueConfig
 from amcp.data.bars import BarPanel
 from amcp.data.calendar import TradingCalendar
 from amcp.domain.data import BarBatch
-from amcp.domain.instruments import Instrument
+from amcp.domain.instruments import Instrument, OptionContract
 from amcp.domain.instruments import instrument_for as default_instrument_for
 from amcp.errors import ExecutionError
 from serve.alpaca_paper._book import PaperBroker
-from serve.alpaca_paper._orders import CODE_UNAUTHORIZED, PaperApiError
+from serve.alpaca_paper._orders import CODE_UNAUTHORIZED, ListedOption, PaperApiError
 from serve.alpaca_paper._stream import TradeUpdateStream
+
+__all__ = ["AlpacaPaperServer", "ListedOption", "RequestRecord"]
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +272,40 @@ class AlpacaPaperServer:
         with self._lock:
             self._broker.advance_clock(ts_ns)
 
+    # ----------------------------------------------------------------- options
+
+    def set_option_quotes(self, quotes: Mapping[str, tuple[Decimal, Decimal]]) -> list[dict[str, Any]]:
+        """Set option bids and asks (USD per share), fill the mleg orders they allow; push the updates.
+
+        Args:
+            quotes: OCC symbol to ``(bid, ask)``; they stay until replaced. Positions in a
+                quoted contract are marked at the mid.
+
+        Returns:
+            The ``trade_updates`` payloads produced (before any stream fault).
+
+        Raises:
+            ExecutionError: for a symbol that is not an OCC symbol, or not ``0 <= bid <= ask``,
+                ``ask > 0``; nothing changes.
+        """
+        with self._lock:
+            updates = self._broker.set_option_quotes(quotes)
+            self._publish(updates)
+        return updates
+
+    def set_option_contracts(self, contracts: Iterable[str | OptionContract | ListedOption]) -> None:
+        """Replace the contracts ``/v2/options/contracts`` lists; mleg legs must then be listed.
+
+        Args:
+            contracts: OCC symbols, ``OptionContract`` instruments, or :class:`ListedOption`
+                records (status, exercise style, underlying symbol, close price).
+
+        Raises:
+            ExecutionError: for an item that is none of those, or a contract listed twice.
+        """
+        with self._lock:
+            self._broker.set_option_contracts(contracts)
+
     # ----------------------------------------------------------------- REST faults
 
     def fail_next(
@@ -414,6 +462,8 @@ class AlpacaPaperServer:
         with self._lock:
             if rest == ["account"] and method == "GET":
                 return 200, broker.account()
+            if rest[:2] == ["account", "activities"] and len(rest) <= 3 and method == "GET":
+                return 200, broker.activities(query, rest[2] if len(rest) == 3 else None)
             if rest == ["orders"]:
                 if method == "POST":
                     reject = self._rejects.pop(0) if self._rejects else None
@@ -427,10 +477,10 @@ class AlpacaPaperServer:
                     self._publish(updates)
                     return 207, items
             if rest == ["orders:by_client_order_id"] and method == "GET":
-                return 200, broker.order_by_client_id(query.get("client_order_id")).to_json()
+                return 200, broker.order_json(broker.order_by_client_id(query.get("client_order_id")))
             if len(rest) == 2 and rest[0] == "orders":
                 if method == "GET":
-                    return 200, broker.order(rest[1]).to_json()
+                    return 200, broker.order_json(broker.order(rest[1]))
                 if method == "PATCH":
                     answer, updates = broker.replace(rest[1], body)
                     self._publish(updates)
@@ -448,6 +498,10 @@ class AlpacaPaperServer:
                 return 200, broker.calendar(query)
             if len(rest) == 2 and rest[0] == "assets" and method == "GET":
                 return 200, broker.asset(rest[1])
+            if rest == ["options", "contracts"] and method == "GET":
+                return 200, broker.option_contracts(query)
+            if len(rest) == 3 and rest[:2] == ["options", "contracts"] and method == "GET":
+                return 200, broker.option_contract(rest[2])
         raise PaperApiError(404, f"endpoint not found: {method} {path}")
 
 

@@ -452,6 +452,33 @@ def test_denied_orders_do_not_use_the_throttle() -> None:
     assert len(accepted) == 1
 
 
+# --------------------------------------------------------------------------- order classes
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason", "message"),
+    [  # a bracket needs both exits; a long's take-profit above its stop-loss
+        ({"take_profit_limit_price": Decimal(110)}, DenyReason.INVALID_ORDER_CLASS, "stop_loss"),
+        ({"take_profit_limit_price": Decimal(95), "stop_loss_stop_price": Decimal(105)}, DenyReason.INVALID_PRICE,
+         "take-profit 95 must be above its stop-loss 105"),
+    ],
+)
+def test_a_malformed_bracket_is_denied_before_it_is_sent(fields, reason, message) -> None:
+    from amcp.domain.enums import OrderClass
+
+    denial = only_denial(engine().check([order("AAPL", BUY, 10, order_class=OrderClass.BRACKET, **fields)], context()))
+    assert denial.reason is reason
+    assert message in denial.message
+
+
+def test_a_well_formed_bracket_passes() -> None:
+    from amcp.domain.enums import OrderClass
+
+    assert_accepted(engine().check([order("AAPL", BUY, 10, order_class=OrderClass.BRACKET,
+                                          take_profit_limit_price=Decimal(110), stop_loss_stop_price=Decimal(95))],
+                                   context()))
+
+
 # Denied by the live order path (amcp.execution.live), not by these checks; tested there.
 LIVE_ENGINE_REASONS = {DenyReason.STATE_UNAVAILABLE, DenyReason.NOT_CHECKED}
 

@@ -16,9 +16,11 @@ from amcp.domain import messages
 from amcp.domain.enums import (
     DenyReason,
     LiquiditySide,
+    OrderClass,
     OrderSide,
     OrderStatus,
     OrderType,
+    PositionIntent,
     TimeInForce,
     TradingState,
 )
@@ -128,6 +130,37 @@ def _one_of_each() -> list[Any]:
         messages.OrderStatusChanged(client_order_id=COID, status=OrderStatus.PENDING_CANCEL, ts_ns=T0 + 11),
         messages.TradingStateChanged(
             previous=TradingState.ACTIVE, state=TradingState.HALTED, ts_ns=T0 + 12, reason="drawdown"
+        ),
+        messages.OrderLeg(symbol="SPY260116C00500000", side=OrderSide.SELL, ratio_quantity=2,
+                          position_intent=PositionIntent.SELL_TO_OPEN),
+        messages.SubmitOrder(  # a multi-leg order: the legs travel as nested records
+            client_order_id=ClientOrderId("condor-1"),
+            strategy_id=STRATEGY,
+            symbol="SPY",
+            side=OrderSide.BUY,
+            quantity=Decimal("3"),
+            order_type=OrderType.LIMIT,
+            limit_price=Decimal("-1.25"),
+            order_class=OrderClass.MLEG,
+            legs=(
+                messages.OrderLeg(symbol="SPY260116C00500000", side=OrderSide.BUY,
+                                  position_intent=PositionIntent.BUY_TO_OPEN),
+                messages.OrderLeg(symbol="SPY260116C00510000", side=OrderSide.SELL, ratio_quantity=2,
+                                  position_intent=PositionIntent.SELL_TO_OPEN),
+            ),
+            ts_ns=T0 + 13,
+        ),
+        messages.OrderLegAccepted(
+            client_order_id=ClientOrderId("leg-7a1"),
+            parent_client_order_id=COID,
+            venue_order_id=VenueOrderId("8f2e-leg"),
+            symbol="AAPL",
+            side=OrderSide.SELL,
+            quantity=Decimal("10"),
+            order_type=OrderType.STOP,
+            stop_price=Decimal("180.05"),
+            time_in_force=TimeInForce.GTC,
+            ts_ns=T0 + 14,
         ),
     ]
 
