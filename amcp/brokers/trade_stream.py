@@ -9,6 +9,8 @@ which :meth:`amcp.execution.live.LiveExecutionEngine.on_trade_updates` does by r
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -36,6 +38,8 @@ class AlpacaTradeUpdateFeed:
         self._stream = TradingStream(api_key, secret_key, paper=paper, raw_data=True, url_override=url_override)
         self._buffer: deque[Mapping[str, Any]] = deque()
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
+        self._received = 0
         self._sessions = 0
         self._bad = 0
         self._thread: threading.Thread | None = None
@@ -54,6 +58,8 @@ class AlpacaTradeUpdateFeed:
         with self._lock:
             if isinstance(data, Mapping):
                 self._buffer.append(data)
+                self._received += 1
+                self._arrived.notify_all()
             else:
                 self._bad += 1
 
@@ -65,12 +71,32 @@ class AlpacaTradeUpdateFeed:
         self._thread.start()
 
     def stop(self) -> None:
-        """Close the stream and wait for its thread; buffered updates stay drainable."""
+        """Close the stream and wait for its thread; buffered updates stay drainable.
+
+        alpaca-py's ``stop`` only asks its receive loop to end, which it notices after up to
+        5 s without a message; closing the socket as well ends the loop at once.
+        """
         loop = getattr(self._stream, "_loop", None)
         if loop is not None and loop.is_running():
             self._stream.stop()
+            try:
+                asyncio.run_coroutine_threadsafe(self._stream.close(), loop).result(_STOP_TIMEOUT_S)
+            except (RuntimeError, concurrent.futures.TimeoutError):  # the loop ended meanwhile
+                pass
         if self._thread is not None:
             self._thread.join(_STOP_TIMEOUT_S)
+
+    def wait_for(self, count: int, timeout_s: float) -> bool:
+        """Wait until at least ``count`` updates have arrived since the feed started (drained
+        or not); return whether they did within ``timeout_s`` seconds."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self._received >= count, timeout_s)
+
+    @property
+    def received(self) -> int:
+        """Updates received since the feed started (drained or not)."""
+        with self._lock:
+            return self._received
 
     def drain(self, max_updates: int | None = None) -> list[Mapping[str, Any]]:
         """The buffered updates in arrival order (at most ``max_updates``)."""

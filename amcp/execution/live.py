@@ -192,7 +192,10 @@ class LiveExecutionEngine:
     def resume_pending(self, ctx: RiskContext) -> list[OrderEvent]:
         """Send the intents reconciliation left pending, through the pre-trade checks (once the
         engine is reconciled and trading; while HALTED they are denied and stay pending)."""
-        return self.submit(list(self._pending_resend.values()), ctx)
+        pending = list(self._pending_resend.values())
+        for command in pending:  # accepted before but never sent: check them afresh
+            self.risk.release(command)
+        return self.submit(pending, ctx)
 
     def sync_account(self) -> Any:
         """Read the broker's account, store it as an account snapshot, and halt trading if the
@@ -263,6 +266,7 @@ class LiveExecutionEngine:
             reason = None if self._reconciled else "not reconciled with the broker"
             reason = reason or self.halted_symbols.get(command.symbol)
             if reason:
+                self.risk.release(command)  # checked, never sent: it may be checked again
                 out.append(self._deny(command, DenyReason.TRADING_HALTED, reason))
                 continue
             out.extend(self._send(command))
@@ -278,6 +282,7 @@ class LiveExecutionEngine:
             # reconciles before it sends anything again (the save may have landed after all)
             self._reconciled = False
             log.error("oms: cannot persist intent %s, denied: %s", command.client_order_id, exc)
+            self.risk.release(command)  # never sent: the strategy may emit it again
             return [self._deny(command, DenyReason.STATE_UNAVAILABLE, f"state store unavailable: {exc}")]
         if saved:
             self._crash("intent_saved")
@@ -295,6 +300,7 @@ class LiveExecutionEngine:
         except StoreError as exc:
             self._reconciled = False
             log.error("oms: cannot mark %s submitted, not sent: %s", command.client_order_id, exc)
+            self.risk.release(command)  # never sent: the strategy may emit it again
             return [self._deny(command, DenyReason.STATE_UNAVAILABLE, f"state store unavailable: {exc}")]
         self._crash("request_sent")
         self.sent += 1

@@ -344,6 +344,15 @@ class RiskEngine:
                 denied.append(_denied(command, ts_ns, verdict[0], verdict[1]))
         return accepted, denied
 
+    def release(self, command: SubmitOrder) -> None:
+        """Forget that ``command`` was accepted: it was never sent (the intent could not be
+        persisted, or trading stopped between the check and the send), so checking it again —
+        the same id, the same intent — must not be refused as a duplicate. Its throttle slot
+        stays used (conservative)."""
+        self._accepted_ids.discard(command.client_order_id)
+        if self._intent_window_ns:
+            self._intents.pop(_intent_key(command), None)
+
     def _check_one(
         self, command: SubmitOrder, ctx: RiskContext, book: _CallBook
     ) -> tuple[DenyReason, str] | None:
@@ -365,21 +374,7 @@ class RiskEngine:
         quantity = command.quantity
         intent: tuple[object, ...] | None = None
         if self._intent_window_ns:
-            intent = (
-                command.strategy_id,
-                symbol,
-                side,
-                quantity,
-                command.order_type,
-                command.limit_price,
-                command.stop_price,
-            )
-            if command.tag.startswith(ALGO_CHILD_TAG_PREFIX):
-                # equal slices of one parent are not duplicates: a child is its derived id
-                intent = (*intent, command.client_order_id)
-            if command.order_class is not _SIMPLE:
-                intent = (*intent, command.order_class, command.legs, command.take_profit_limit_price,
-                          command.stop_loss_stop_price, command.stop_loss_limit_price)
+            intent = _intent_key(command)
             last_ns = self._intents.get(intent)
             if last_ns is not None and ts_ns - last_ns < self._intent_window_ns:
                 return DenyReason.DUPLICATE_INTENT, (
@@ -717,6 +712,26 @@ class RiskEngine:
             book.added_gross += added * reference * multiplier
             book.buying_power_used += added * valuation_price(reference, order) * multiplier
         return book
+
+
+def _intent_key(command: SubmitOrder) -> tuple[object, ...]:
+    """What makes two commands the same intent for the duplicate-intent check."""
+    intent: tuple[object, ...] = (
+        command.strategy_id,
+        command.symbol,
+        command.side,
+        command.quantity,
+        command.order_type,
+        command.limit_price,
+        command.stop_price,
+    )
+    if command.tag.startswith(ALGO_CHILD_TAG_PREFIX):
+        # equal slices of one parent are not duplicates: a child is its derived id
+        intent = (*intent, command.client_order_id)
+    if command.order_class is not _SIMPLE:
+        intent = (*intent, command.order_class, command.legs, command.take_profit_limit_price,
+                  command.stop_loss_stop_price, command.stop_loss_limit_price)
+    return intent
 
 
 def _text(value: object) -> object:

@@ -507,7 +507,9 @@ class TradingStateStore:
             raise self._failure(what, exc) from exc
 
     def _failure(self, what: str, exc: Exception) -> StoreError:
-        missing_table = isinstance(exc, (sa.exc.OperationalError, sa.exc.ProgrammingError))
+        text = str(exc).lower()
+        missing_table = isinstance(exc, (sa.exc.OperationalError, sa.exc.ProgrammingError)) and (
+            "no such table" in text or "does not exist" in text)
         hint = " (has upgrade() been run?)" if missing_table else ""
         return StoreError(f"trading state at {self.url}: {what} failed{hint}: {exc}")
 

@@ -590,3 +590,15 @@ def test_checks_never_raise_on_a_malformed_command() -> None:
 
     assert denial.reason is DenyReason.INVALID_PRICE
     assert "NaN" in denial.message
+
+
+def test_a_released_command_can_be_checked_again_under_the_same_id_and_intent() -> None:
+    risk = engine(duplicate_intent_window_s=60)
+    first = order("AAPL", BUY, 10, client_order_id="never-sent")
+    assert_accepted(risk.check([first], context()))
+    assert only_denial(risk.check([first], context())).reason is DenyReason.DUPLICATE_CLIENT_ORDER_ID
+    risk.release(first)  # e.g. its intent could not be persisted: it never left the process
+    assert_accepted(risk.check([first], context()))
+    # an intent accepted and not released stays a duplicate under a new id
+    again = order("AAPL", BUY, 10, client_order_id="same-intent")
+    assert only_denial(risk.check([again], context())).reason is DenyReason.DUPLICATE_INTENT
