@@ -2,6 +2,12 @@
 
 import ray
 
+from amcp.engine.checkpoint import AttributeSnapshotMixin
 from amcp.execution.venue import SimulatedVenue
 
-SimBrokerActor = ray.remote(SimulatedVenue)
+
+class CheckpointedSimulatedVenue(AttributeSnapshotMixin, SimulatedVenue):
+    """The simulated venue plus ``checkpoint_state`` / ``restore_state`` (its seeded latency RNG included)."""
+
+
+SimBrokerActor = ray.remote(CheckpointedSimulatedVenue)

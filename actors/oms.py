@@ -2,6 +2,12 @@
 
 import ray
 
+from amcp.engine.checkpoint import AttributeSnapshotMixin
 from amcp.execution.oms import OrderManager
 
-OMSActor = ray.remote(OrderManager)
+
+class CheckpointedOrderManager(AttributeSnapshotMixin, OrderManager):
+    """The OMS plus ``checkpoint_state`` / ``restore_state``."""
+
+
+OMSActor = ray.remote(CheckpointedOrderManager)

@@ -1,34 +1,154 @@
 """Build the trading plane's component actors for a run (one place per mode).
 
 The orchestrator calls :func:`build_plane`; each mode decides which actors fill the
-:class:`~amcp.engine.cycle.Plane`'s roles. ``paper`` replays history through the simulated venue.
+:class:`~amcp.engine.cycle.Plane`'s roles:
+
+- ``paper``: the simulated venue (SimBrokerActor) and a RiskActor.
+- ``paper_server``: amcp's Alpaca-compatible paper server in a PaperServerActor, fed the
+  replayed bars, and ONE LiveBrokerActor trading through alpaca-py as both ``broker`` and
+  ``risk`` (one risk engine decides and sends).
+- ``live``: the same LiveBrokerActor against Alpaca (``broker.paper``, ``broker.url_override``).
+
+OMS, portfolio, strategies and journal are the same actors in every mode. The driver calls
+:func:`prepare_run` before it creates the orchestrator and :func:`broker_statement` before it
+shuts it down.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
+from datetime import datetime, time, timezone
+from pathlib import Path
 from typing import Any
+
+import ray
 
 from actors.broker import SimBrokerActor
 from actors.journal import JournalActor
+from actors.live_broker import LiveBrokerActor
 from actors.oms import OMSActor
+from actors.paper_server import PaperServerActor, PaperServerReplay
 from actors.portfolio import PortfolioActor
 from actors.risk import RiskActor
 from actors.strategy import StrategyActor
 from amcp.backtest.engine import capital_fractions, split_strategies
 from amcp.config import TradeConfig
 from amcp.engine.cycle import Plane
+from amcp.errors import ConfigError
+from amcp.execution.live_plane import LiveBrokerSettings
+
+STATEMENT_FILE = "broker_statement.json"
+
+
+def live_broker_name(run_id: str) -> str:
+    """The Ray name of a run's LiveBrokerActor (namespace of the run)."""
+    return f"live-broker-{run_id}"
+
+
+def paper_server_name(run_id: str) -> str:
+    """The Ray name of a run's PaperServerActor."""
+    return f"paper-server-{run_id}"
 
 
 def build_plane(config: TradeConfig, symbols: tuple[str, ...], run_id: str, journal_url: str | None) -> Plane:
-    """Create the component actors of ``config.mode`` and return them as a :class:`Plane`."""
+    """Create the component actors of ``config.mode`` and return them as a :class:`Plane`.
+
+    Live modes need ``config.state.database_url`` set (:func:`prepare_run` does it).
+
+    Raises:
+        ConfigError: live modes without a state database, or ``live`` without the key pair in
+            the environment variables ``broker.key_env`` / ``broker.secret_env``.
+    """
     options: dict[str, Any] = {"num_cpus": config.ray.actor_num_cpus}
     journal = JournalActor.options(**options).remote(journal_url, run_id) if journal_url else None
     groups = split_strategies(config.strategies, config.ray.num_strategy_actors)
+    if config.mode == "paper":
+        broker = SimBrokerActor.options(**options).remote(config.venue)
+        risk = RiskActor.options(**options).remote(config.risk)
+    else:
+        broker = risk = _live_broker(config, symbols, run_id, options)
     return Plane(
-        broker=SimBrokerActor.options(**options).remote(config.venue),
+        broker=broker,
         oms=OMSActor.options(**options).remote(),
         portfolio=PortfolioActor.options(**options).remote(config.account, config.sizing, capital_fractions(config)),
-        risk=RiskActor.options(**options).remote(config.risk),
+        risk=risk,
         strategies=[StrategyActor.options(**options).remote(group, symbols) for group in groups],
         journal=journal,
     )
+
+
+def _live_broker(config: TradeConfig, symbols: tuple[str, ...], run_id: str, options: dict[str, Any]) -> Any:
+    """The LiveBrokerActor of a live mode (and, for ``paper_server``, the server it trades with)."""
+    if config.state.database_url is None:
+        raise ConfigError(f"mode {config.mode}: state.database_url is not resolved; call prepare_run first")
+    settings = config.broker
+    replay = None
+    if config.mode == "paper_server":
+        # a fresh local key pair: the server listens on 127.0.0.1 only and lives as long as the run
+        api_key, secret_key = secrets.token_hex(8), secrets.token_hex(16)
+        server = PaperServerActor.options(name=paper_server_name(run_id)).remote(
+            start_ts_ns=_start_ts_ns(config), venue=config.venue, account=config.account, symbols=symbols,
+            api_key=api_key, secret_key=secret_key)
+        url, stream_url = ray.get(server.urls.remote())
+        replay = PaperServerReplay(server)
+    else:
+        api_key, secret_key = settings.credentials()
+        url, stream_url = settings.url_override, settings.stream_url_override
+    events = None if config.events.redis_url is None else {"redis_url": config.events.redis_url,
+                                                           "stream": config.events.stream}
+    service_settings = LiveBrokerSettings(
+        api_key=api_key, secret_key=secret_key, database_url=config.state.database_url, risk=config.risk,
+        fees=config.venue.fees, paper=settings.paper, url_override=url, stream_url_override=stream_url,
+        rate_limit_per_minute=settings.rate_limit_per_minute, timeout_s=settings.timeout_s,
+        stream_timeout_s=settings.stream_timeout_s, connect_timeout_s=settings.connect_timeout_s, events=events)
+    return LiveBrokerActor.options(name=live_broker_name(run_id), **options).remote(service_settings, replay)
+
+
+def _start_ts_ns(config: TradeConfig) -> int:
+    """The paper server's clock at start: midnight UTC of ``data.start`` (0 when unset), before any bar."""
+    if config.data.start is None:
+        return 0
+    return int(datetime.combine(config.data.start, time(0), tzinfo=timezone.utc).timestamp()) * 10**9
+
+
+def prepare_run(config: TradeConfig, run_dir: Path) -> TradeConfig:
+    """Resolve, in the driver, what a live mode's actors need: the state database
+    (``state.database_url``, else ``DATABASE_URL``, else ``state.sqlite`` in ``run_dir``).
+
+    Raises:
+        ConfigError: for ``mode: live``: this job replays the configured historical bars
+            (MarketDataActor over a BarPanel), and a live account must never trade on them; the
+            orchestrator does not yet take its cycles from LiveMarketDataActor.
+    """
+    if config.mode == "paper":
+        return config
+    if config.mode == "live":
+        raise ConfigError(
+            "mode: live is not runnable by pipelines.trade yet: the orchestrator replays the historical bars of "
+            "data: (MarketDataActor over a BarPanel), and an Alpaca account must not trade on them. It needs "
+            "cycles built from the live feed (LiveMarketDataActor's Bar events grouped into BarBatches at each "
+            "session close) and strategy warm-up history; the live plane itself (actors.planes.build_plane) is ready"
+        )
+    state = config.state.model_copy(update={"database_url": config.state.resolve(run_dir)})
+    return config.model_copy(update={"state": state})
+
+
+def broker_statement(config: TradeConfig, run_id: str, run_dir: Path) -> dict[str, Any]:
+    """Live modes: the run's end-of-run broker statement, written to ``run_dir/broker_statement.json``.
+
+    It holds a final reconciliation, the broker's and the store's positions and account, and in
+    ``paper_server`` mode every order the paper server accepted. Returns the summary's part:
+    ``{"broker": {...}}``; empty in ``paper`` mode. Call it before the orchestrator shuts down.
+    """
+    if config.mode == "paper":
+        return {}
+    statement = ray.get(ray.get_actor(live_broker_name(run_id)).statement.remote())
+    if config.mode == "paper_server":
+        statement["paper_server_orders"] = ray.get(ray.get_actor(paper_server_name(run_id)).orders.remote())
+    path = run_dir / STATEMENT_FILE
+    path.write_text(json.dumps(statement, indent=1, sort_keys=True))
+    reconcile = statement["reconcile"]
+    return {"broker": {"reconciled": reconcile["ok"], "orphans": len(reconcile["orphans"]),
+                       "position_breaks": len(reconcile["position_breaks"]), "state": config.state.database_url,
+                       "statement": str(path)}}

@@ -2,6 +2,12 @@
 
 import ray
 
+from amcp.engine.checkpoint import AttributeSnapshotMixin
 from amcp.engine.components import PortfolioService
 
-PortfolioActor = ray.remote(PortfolioService)
+
+class CheckpointedPortfolioService(AttributeSnapshotMixin, PortfolioService):
+    """The ledger and sizer plus ``checkpoint_state`` / ``restore_state``."""
+
+
+PortfolioActor = ray.remote(CheckpointedPortfolioService)

@@ -44,19 +44,20 @@ def parse_args(description: str, default_config: str, argv: list[str] | None = N
     return parser.parse_args(argv)
 
 
-def fail(message: str) -> int:
-    """Print a bad-input error (no traceback) and a JSON summary line; return the exit code."""
+def fail(message: str, exit_code: int = EXIT_BAD_INPUT) -> int:
+    """Print an error (no traceback) and a JSON summary line; return the exit code."""
     print(f"error: {message}", file=sys.stderr)
     print(json.dumps({"ok": False, "error": message.splitlines()[0][:500]}))
-    return EXIT_BAD_INPUT
+    return exit_code
 
 
 def guarded(job: Callable[[], int]) -> int:
-    """Run a job; turn any AmcpError (bad config, bad data) into a clear message and exit 2."""
+    """Run a job; turn any AmcpError into a clear message and its exit code: 2 for bad input
+    (config, data), or the error's own ``exit_code`` (1 for a run that failed on the way)."""
     try:
         return job()
     except AmcpError as exc:
-        return fail(str(exc))
+        return fail(str(exc), getattr(exc, "exit_code", EXIT_BAD_INPUT))
 
 
 def connect_ray(address: str | None, namespace: str) -> bool:

@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         import ray
 
-        from actors.orchestrator import get_or_create_orchestrator
+        from actors.orchestrator import drive_orchestrator, get_or_create_orchestrator
+        from actors.planes import broker_statement, prepare_run
+        from amcp.engine.cycle import CycleReport
         from amcp.engine.recorder import RunRecorder
 
         config, panel, quality = load_config_and_data(args.config, TradeConfig, args.output_dir)
@@ -43,28 +45,27 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(config.run.output_dir) / run_id
         run_dir.mkdir(parents=True, exist_ok=True)
         journal_url = config.journal.url or f"sqlite:///{(run_dir / 'journal.sqlite').resolve()}"
+        config = prepare_run(config, run_dir)  # live modes: the state database; mode live is refused
         started = connect_ray(config.ray.address, config.ray.namespace)
         try:
-            orchestrator = get_or_create_orchestrator(config, ray.put(panel), run_id, journal_url)
-            recorder = RunRecorder()
+            panel_ref = ray.put(panel)  # held for the whole run: a restarted orchestrator reads it again
+            orchestrator = get_or_create_orchestrator(config, panel_ref, run_id, journal_url)
+            reports: dict[int, CycleReport] = {}  # by cycle: a cycle re-run after a restart replaces its report
             total = len(panel)
-            step = config.ray.cycles_per_call
             with tqdm(total=total, desc=f"paper {run_id}", unit="cycle", disable=args.quiet, file=sys.stderr) as bar:
-                done = 0
-                while done < total:
-                    reports = ray.get(orchestrator.run_until.remote(min(done + step, total)))
-                    recorder.add(reports)
-                    done += len(reports)
-                    bar.update(len(reports))
-                    if not reports:
-                        break
+                drive_orchestrator(orchestrator, total, config.ray.cycles_per_call, reports,
+                                   max_failures=config.ray.orchestrator_max_restarts, progress=bar.update)
+            recorder = RunRecorder()
+            recorder.add(reports[cycle] for cycle in sorted(reports))
+            restarts = ray.get(orchestrator.status.remote())["restarts"]
+            statement = broker_statement(config, run_id, run_dir)  # live modes: final reconciliation
             ray.get(orchestrator.shutdown.remote())
             ray.kill(orchestrator)
         finally:
             if started:
                 ray.shutdown()
         finish(result=recorder.result(), mode=config.mode, config=config, panel=panel, quality=quality,
-               run_dir=run_dir, quiet=args.quiet, extra={"run_id": run_id, "journal": journal_url})
+               run_dir=run_dir, quiet=args.quiet, extra={"run_id": run_id, "journal": journal_url, "restarts": restarts, **statement})
         return 0
 
     return guarded(job)
