@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from amcp.errors import ConfigError, DataError
 
@@ -74,6 +74,19 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._tokens = float(capacity)
         self._updated_s = clock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the lock (so a bucket can be handed to a Ray actor). The copy is an
+        independent bucket with the same settings and tokens; a limit shared by several
+        processes needs one bucket behind an actor (``actors.rate_limiter.RateLimiterActor``)."""
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._updated_s = self._clock()  # another process's clock may differ: refill from now
 
     def reserve(self, n: int = 1) -> float:
         """Take ``n`` tokens now, possibly on credit, and return the seconds to wait before use.

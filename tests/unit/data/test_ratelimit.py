@@ -140,3 +140,15 @@ def test_retry_after_prefers_retry_after_then_the_reset_time() -> None:
     assert retry_after_s({"X-RateLimit-Reset": "1000"}, now_s=1010) == 0.0  # already reset
     assert retry_after_s({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
     assert retry_after_s({}) is None
+
+
+def test_a_bucket_pickles_into_an_independent_copy_with_the_same_settings() -> None:
+    import pickle
+
+    bucket = TokenBucket(120, burst=3)  # 2 tokens a second: microseconds between calls refill nothing
+    bucket.reserve(2)
+    copy = pickle.loads(pickle.dumps(bucket))
+    assert (copy.rate_per_minute, copy.burst) == (120.0, 3)
+    assert copy.reserve(1) == 0.0  # the token left in the original came along
+    assert copy.reserve(1) > 0  # and the copy is empty now, while the original is untouched
+    assert bucket.reserve(1) == 0.0
