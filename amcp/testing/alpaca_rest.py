@@ -39,7 +39,6 @@ import json
 import logging
 import re
 import threading
-import time
 import uuid
 import zlib
 from bisect import bisect_left
@@ -47,11 +46,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
 from fractions import Fraction
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, NamedTuple, Self
 
 import numpy as np
 import pandas as pd
@@ -60,6 +55,13 @@ import pyarrow.compute as pc
 
 from amcp.data.schemas import BAR_SCHEMA, CORPORATE_ACTION_SCHEMA, OPTION_CHAIN_SCHEMA, TICK_SCHEMA
 from amcp.errors import DataError
+from amcp.testing.http_server import (
+    HttpAnswer,
+    HttpRequest,
+    ThreadedJsonHttpServer,
+    json_answer,
+    status_phrase,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +341,29 @@ def _page_series(
     return page, None
 
 
-class AlpacaMarketDataServer:
+def _series_page(
+    q: _Query, store: dict[str, _Series], name: str, symbols: list[str], single: bool
+) -> dict[str, Any]:
+    """The JSON page of ``store``'s items under key ``name`` (``bars`` or ``trades``) for ``symbols``.
+
+    ``single`` is the one-symbol endpoint's form (``/v2/stocks/{symbol}/...``): a list of items and
+    the ``symbol``, rather than a mapping of symbol to items.
+    """
+    page, token = _page_series(
+        store,
+        symbols,
+        q.instant_ns("start"),
+        q.instant_ns("end"),
+        q.limit(1000, MAX_LIMIT),
+        q.sort_descending(),
+        q.text("page_token"),
+    )
+    if single:
+        return {name: page.get(symbols[0], []), "symbol": symbols[0], "next_page_token": token}
+    return {name: page, "next_page_token": token}
+
+
+class AlpacaMarketDataServer(ThreadedJsonHttpServer):
     """Alpaca's market-data REST API over loaded Arrow tables, on ``127.0.0.1`` (see module doc).
 
     Args:
@@ -350,6 +374,10 @@ class AlpacaMarketDataServer:
         latency_s: seconds each request sleeps before being answered.
     """
 
+    error = DataError
+    label = "alpaca test server"
+    server_version = "amcp-alpaca-rest/1"
+
     def __init__(
         self,
         api_key: str = "test-key",
@@ -359,10 +387,9 @@ class AlpacaMarketDataServer:
         port: int = 0,
         latency_s: float = 0.0,
     ) -> None:
+        super().__init__(host=host, port=port, latency_s=latency_s)
         self.api_key = api_key
         self.secret_key = secret_key
-        self.latency_s = latency_s
-        self._address = (host, port)
         self._lock = threading.Lock()
         self._bars: dict[str, dict[str, _Series]] = {}
         self._bar_tables: dict[str, pa.Table] = {}
@@ -378,51 +405,22 @@ class AlpacaMarketDataServer:
         self._drop_next = 0
         self._respond_next: list[tuple[int, bytes]] = []
         self._served = 0
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------------------- lifecycle
 
-    def start(self) -> AlpacaMarketDataServer:
-        """Bind and serve in a daemon thread; return ``self``."""
-        if self._httpd is not None:
+    def start(self) -> Self:
+        """Bind and serve in a daemon thread (nothing more if already serving); return ``self``.
+
+        Raises:
+            DataError: if ``host:port`` cannot be bound.
+        """
+        if self._http is not None:
             return self
-        server = ThreadingHTTPServer(self._address, _handler_for(self))
-        server.daemon_threads = True
-        self._httpd = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="alpaca-rest-server",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd, self._thread = None, None
-
-    def __enter__(self) -> AlpacaMarketDataServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL to pass as alpaca-py's ``url_override``, e.g. ``http://127.0.0.1:54321``."""
-        if self._httpd is None:
-            raise DataError("alpaca test server: not started (use it as a context manager or call start())")
-        return f"http://{self._address[0]}:{self._httpd.server_port}"
+        """Stop serving and release the port: :meth:`close`."""
+        self.close()
 
     # ----------------------------------------------------------------------------- data
 
@@ -603,6 +601,41 @@ class AlpacaMarketDataServer:
     def _authorised(self, key: str | None, secret: str | None) -> bool:
         return key == self.api_key and secret == self.secret_key
 
+    def _answer(self, request: HttpRequest) -> HttpAnswer | None:
+        """Inject the next fault, else check the key pair and answer :meth:`route`'s JSON (logged)."""
+        path, query = request.path, request.query
+        fault, status, retry_after = self._next_fault()
+        if fault == "drop":
+            self._record(path, query, 0)
+            return None
+        if fault == "fail":
+            headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
+            return self._error(path, query, _HttpError(status, status_phrase(status)), headers)
+        key, secret = request.headers.get("APCA-API-KEY-ID"), request.headers.get("APCA-API-SECRET-KEY")
+        if not self._authorised(key, secret):
+            return self._error(path, query, _HttpError(401, "request is not authorized", 40110000))
+        override = self._take_body_override()
+        if override is not None:
+            self._record(path, query, override[0])
+            return HttpAnswer(override[0], override[1])
+        try:
+            body = self.route(path, query)
+        except _HttpError as exc:
+            return self._error(path, query, exc)
+        except Exception as exc:  # noqa: BLE001 - a server bug must answer 500, not hang the client
+            logger.exception("alpaca test server: error serving %s", request.target)
+            return self._error(path, query, _HttpError(500, f"internal error: {exc}"))
+        answer = json_answer(200, body)
+        self._record(path, query, 200)
+        return answer
+
+    def _error(
+        self, path: str, query: dict[str, str], error: _HttpError, headers: dict[str, str] | None = None
+    ) -> HttpAnswer:
+        """Log and answer ``error`` as Alpaca's ``{"code": ..., "message": ...}`` body."""
+        self._record(path, query, error.status)
+        return json_answer(error.status, {"code": error.code, "message": error.message}, headers)
+
     def route(self, path: str, query: dict[str, str]) -> dict[str, Any]:
         """The JSON body for an authorised ``GET path?query``; raises :class:`_HttpError` otherwise."""
         q = _Query(query)
@@ -635,33 +668,11 @@ class AlpacaMarketDataServer:
         adjustment = q.text("adjustment")
         if adjustment is not None and not set(adjustment.split(",")) <= _ADJUSTMENTS:
             raise _HttpError(400, f"invalid adjustment {adjustment!r}; expected {sorted(_ADJUSTMENTS)}")
-        page, token = _page_series(
-            self._bars.get(timeframe, {}),
-            symbols,
-            q.instant_ns("start"),
-            q.instant_ns("end"),
-            q.limit(1000, MAX_LIMIT),
-            q.sort_descending(),
-            q.text("page_token"),
-        )
-        if single:
-            return {"bars": page.get(symbols[0], []), "symbol": symbols[0], "next_page_token": token}
-        return {"bars": page, "next_page_token": token}
+        return _series_page(q, self._bars.get(timeframe, {}), "bars", symbols, single)
 
     def _trades_page(self, q: _Query, symbols: list[str], single: bool) -> dict[str, Any]:
         q.choice("feed", _FEEDS)
-        page, token = _page_series(
-            self._trades,
-            symbols,
-            q.instant_ns("start"),
-            q.instant_ns("end"),
-            q.limit(1000, MAX_LIMIT),
-            q.sort_descending(),
-            q.text("page_token"),
-        )
-        if single:
-            return {"trades": page.get(symbols[0], []), "symbol": symbols[0], "next_page_token": token}
-        return {"trades": page, "next_page_token": token}
+        return _series_page(q, self._trades, "trades", symbols, single)
 
     def _snapshots_page(self, q: _Query, underlying: str | None, symbols: list[str] | None) -> dict[str, Any]:
         q.choice("feed", _OPTION_FEEDS)
@@ -811,78 +822,6 @@ def _action_body(row: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
     raise DataError(
         f"alpaca test server: unknown corporate action {action!r} for {symbol}; expected split or dividend"
     )
-
-
-def _handler_for(app: AlpacaMarketDataServer) -> type[BaseHTTPRequestHandler]:
-    """A request-handler class bound to ``app``."""
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "amcp-alpaca-rest/1"
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            split = urlsplit(self.path)
-            query = {key: values[-1] for key, values in parse_qs(split.query, keep_blank_values=True).items()}
-            if app.latency_s > 0:
-                time.sleep(app.latency_s)
-            fault, status, retry_after = app._next_fault()
-            if fault == "drop":
-                app._record(split.path, query, 0)
-                self.close_connection = True
-                return
-            if fault == "fail":
-                try:
-                    phrase = HTTPStatus(status).phrase.lower()
-                except ValueError:
-                    phrase = "injected error"
-                headers = {} if retry_after is None else {"Retry-After": f"{retry_after:g}"}
-                self._send_error(split.path, query, _HttpError(status, phrase), headers)
-                return
-            key, secret = self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY")
-            if not app._authorised(key, secret):
-                self._send_error(split.path, query, _HttpError(401, "request is not authorized", 40110000))
-                return
-            override = app._take_body_override()
-            if override is not None:
-                self._send(split.path, query, override[0], override[1])
-                return
-            try:
-                body = app.route(split.path, query)
-            except _HttpError as exc:
-                self._send_error(split.path, query, exc)
-                return
-            except Exception as exc:  # noqa: BLE001 - a server bug must answer 500, not hang the client
-                logger.exception("alpaca test server: error serving %s", self.path)
-                self._send_error(split.path, query, _HttpError(500, f"internal error: {exc}"))
-                return
-            self._send(split.path, query, 200, json.dumps(body, allow_nan=False).encode())
-
-        def _send_error(
-            self, path: str, query: dict[str, str], error: _HttpError, headers: dict[str, str] | None = None
-        ) -> None:
-            body = json.dumps({"code": error.code, "message": error.message}).encode()
-            self._send(path, query, error.status, body, headers)
-
-        def _send(
-            self,
-            path: str,
-            query: dict[str, str],
-            status: int,
-            body: bytes,
-            headers: dict[str, str] | None = None,
-        ) -> None:
-            app._record(path, query, status)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-            logger.debug("alpaca test server: " + format, *args)
-
-    return Handler
 
 
 __all__ = ["MAX_LIMIT", "MAX_OPTION_LIMIT", "AlpacaMarketDataServer", "RequestRecord"]

@@ -58,15 +58,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from decimal import Decimal
 from dataclasses import dataclass
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, NamedTuple
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, NamedTuple, Self
+from urllib.parse import unquote
 
 from amcp.config import AccountConfig, VenueConfig
 from amcp.data.bars import BarPanel
@@ -75,6 +71,13 @@ from amcp.domain.data import BarBatch
 from amcp.domain.instruments import Instrument, OptionContract
 from amcp.domain.instruments import instrument_for as default_instrument_for
 from amcp.errors import ExecutionError
+from amcp.testing.http_server import (
+    HttpAnswer,
+    HttpRequest,
+    ThreadedJsonHttpServer,
+    json_answer,
+    status_phrase,
+)
 from serve.alpaca_paper._book import PaperBroker
 from serve.alpaca_paper._orders import CODE_UNAUTHORIZED, ListedOption, PaperApiError
 from serve.alpaca_paper._stream import TradeUpdateStream
@@ -112,7 +115,7 @@ class _Failure:
     match: str | None
 
 
-class AlpacaPaperServer:
+class AlpacaPaperServer(ThreadedJsonHttpServer):
     """Alpaca's trading REST API and ``trade_updates`` stream over a simulated venue (module doc).
 
     Args:
@@ -131,6 +134,12 @@ class AlpacaPaperServer:
         ExecutionError: if ``start_ts_ns`` is not a non-negative int.
     """
 
+    error = ExecutionError
+    label = "alpaca paper server"
+    server_version = "amcp-alpaca-paper/1"
+    protocol_version = "HTTP/1.1"
+    http_methods = frozenset({"GET", "POST", "PATCH", "DELETE"})
+
     def __init__(
         self,
         *,
@@ -145,10 +154,9 @@ class AlpacaPaperServer:
         host: str = "127.0.0.1",
         latency_s: float = 0.0,
     ) -> None:
+        super().__init__(host=host, latency_s=latency_s)
         self.api_key = api_key
         self.secret_key = secret_key
-        self.latency_s = latency_s
-        self._host = host
         self._lock = threading.RLock()  # the broker, the fault queues and the logs
         self._broker = PaperBroker(
             start_ts_ns=start_ts_ns,
@@ -159,8 +167,6 @@ class AlpacaPaperServer:
             calendar=calendar,
         )
         self._stream = TradeUpdateStream(api_key, secret_key, host=host)
-        self._http: ThreadingHTTPServer | None = None
-        self._http_thread: threading.Thread | None = None
         self._failures: list[_Failure] = []
         self._timeouts: list[str | None] = []
         self._rejects: list[str] = []
@@ -169,23 +175,13 @@ class AlpacaPaperServer:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self) -> AlpacaPaperServer:
+    def start(self) -> Self:
         """Start the REST server and the stream in background threads; return ``self``.
 
         Raises:
             ExecutionError: if already started, or a port cannot be bound.
         """
-        if self._http is not None:
-            raise ExecutionError(f"AlpacaPaperServer already running at {self.url}")
-        try:
-            self._http = ThreadingHTTPServer((self._host, 0), _handler_for(self))
-        except OSError as exc:
-            raise ExecutionError(f"AlpacaPaperServer cannot listen on {self._host}: {exc}") from exc
-        self._http.daemon_threads = True
-        self._http_thread = threading.Thread(
-            target=self._http.serve_forever, args=(0.05,), name="alpaca-paper-rest", daemon=True
-        )
-        self._http_thread.start()
+        super().start()
         try:
             self._stream.start()
         except ExecutionError:
@@ -196,29 +192,7 @@ class AlpacaPaperServer:
     def close(self) -> None:
         """Stop both servers and drop every connection (idempotent)."""
         self._stream.close()
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
-            self._http = None
-        if self._http_thread is not None:
-            self._http_thread.join(5.0)
-            self._http_thread = None
-
-    def __enter__(self) -> AlpacaPaperServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    @property
-    def url(self) -> str:
-        """``http://host:port``: pass it as ``TradingClient(..., url_override=server.url)``."""
-        if self._http is None:
-            raise ExecutionError("AlpacaPaperServer not started; call start() or use it as a context manager")
-        host, port = self._http.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().close()
 
     @property
     def ws_url(self) -> str:
@@ -331,11 +305,7 @@ class AlpacaPaperServer:
         _check_count("fail_next", count)
         if not isinstance(status, int) or not 400 <= status <= 599:
             raise ExecutionError(f"fail_next: status must be an HTTP error 400-599, got {status!r}")
-        try:
-            phrase = HTTPStatus(status).phrase.lower()
-        except ValueError:
-            phrase = "injected error"
-        failure = _Failure(status, dict(headers or {}), phrase, match)
+        failure = _Failure(status, dict(headers or {}), status_phrase(status), match)
         with self._lock:
             self._failures.extend([failure] * count)
 
@@ -448,6 +418,52 @@ class AlpacaPaperServer:
                     return True
         return False
 
+    def _answer(self, request: HttpRequest) -> HttpAnswer:
+        """Inject the next matching failure, else check the key pair and answer :meth:`handle`
+        (or 504 after it, for a timeout fault); every answer is logged."""
+        method, path, query = request.method, request.path, request.query
+        body: Any = None
+        bad_body = False
+        if request.body:
+            try:
+                body = json.loads(request.body)
+            except (ValueError, UnicodeDecodeError):
+                bad_body = True
+        line = f"{method} {path}"
+        failure = self._take_failure(line)
+        if failure is not None:
+            error = PaperApiError(failure.status, failure.message)
+            return self._reply(request, body, failure.status, error.body(), failure.headers)
+        key, secret = request.headers.get("APCA-API-KEY-ID"), request.headers.get("APCA-API-SECRET-KEY")
+        if key != self.api_key or secret != self.secret_key:
+            error = PaperApiError(401, "request is not authorized", CODE_UNAUTHORIZED)
+            return self._reply(request, body, 401, error.body())
+        try:
+            if bad_body:
+                raise PaperApiError(400, f"request body is not valid JSON: {request.body[:200]!r}")
+            status, answer = self.handle(method, path, query, body)
+        except PaperApiError as exc:
+            status, answer = exc.status, exc.body()
+        except Exception as exc:  # noqa: BLE001 - a server bug must answer 500, not hang the client
+            logger.exception("alpaca paper server: error serving %s %s", method, request.target)
+            status, answer = 500, PaperApiError(500, f"internal error: {exc!r}").body()
+        if self._take_timeout(method, line):
+            status, answer = 504, PaperApiError(504, "gateway timeout").body()
+        return self._reply(request, body, status, answer)
+
+    def _reply(
+        self,
+        request: HttpRequest,
+        body: Any,
+        status: int,
+        answer: Any,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpAnswer:
+        """``answer`` as JSON, logged with the request's decoded ``body``."""
+        reply = json_answer(status, answer, headers)
+        self._record(request.method, request.path, request.query, body, status)
+        return reply
+
     def handle(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         """Route one authorised request; return ``(status, JSON body)``.
 
@@ -509,86 +525,3 @@ def _check_count(name: str, count: int) -> None:
     if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise ExecutionError(f"{name}: count must be an int >= 0, got {count!r}")
 
-
-def _handler_for(app: AlpacaPaperServer) -> type[BaseHTTPRequestHandler]:
-    """A request-handler class bound to ``app``."""
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "amcp-alpaca-paper/1"
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self._serve("GET")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._serve("POST")
-
-        def do_PATCH(self) -> None:  # noqa: N802
-            self._serve("PATCH")
-
-        def do_DELETE(self) -> None:  # noqa: N802
-            self._serve("DELETE")
-
-        def _serve(self, method: str) -> None:
-            split = urlsplit(self.path)
-            path = split.path
-            query = {key: values[-1] for key, values in parse_qs(split.query, keep_blank_values=True).items()}
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            body: Any = None
-            bad_body = False
-            if raw:
-                try:
-                    body = json.loads(raw)
-                except (ValueError, UnicodeDecodeError):
-                    bad_body = True
-            if app.latency_s > 0:
-                time.sleep(app.latency_s)
-            line = f"{method} {path}"
-            failure = app._take_failure(line)
-            if failure is not None:
-                error = PaperApiError(failure.status, failure.message)
-                self._send(method, path, query, body, failure.status, error.body(), failure.headers)
-                return
-            key, secret = self.headers.get("APCA-API-KEY-ID"), self.headers.get("APCA-API-SECRET-KEY")
-            if key != app.api_key or secret != app.secret_key:
-                error = PaperApiError(401, "request is not authorized", CODE_UNAUTHORIZED)
-                self._send(method, path, query, body, 401, error.body())
-                return
-            try:
-                if bad_body:
-                    raise PaperApiError(400, f"request body is not valid JSON: {raw[:200]!r}")
-                status, answer = app.handle(method, path, query, body)
-            except PaperApiError as exc:
-                status, answer = exc.status, exc.body()
-            except Exception as exc:  # noqa: BLE001 - a server bug must answer 500, not hang the client
-                logger.exception("alpaca paper server: error serving %s %s", method, self.path)
-                status, answer = 500, PaperApiError(500, f"internal error: {exc!r}").body()
-            if app._take_timeout(method, line):
-                status, answer = 504, PaperApiError(504, "gateway timeout").body()
-            self._send(method, path, query, body, status, answer)
-
-        def _send(
-            self,
-            method: str,
-            path: str,
-            query: dict[str, str],
-            body: Any,
-            status: int,
-            answer: Any,
-            headers: Mapping[str, str] | None = None,
-        ) -> None:
-            app._record(method, path, query, body, status)
-            payload = b"" if status == 204 else json.dumps(answer, allow_nan=False).encode()
-            self.send_response(status)
-            if payload:
-                self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
-            logger.debug("alpaca paper server: " + format, *args)
-
-    return Handler

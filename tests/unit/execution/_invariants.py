@@ -67,6 +67,25 @@ def bars(ts_ns: int, price: float) -> BarBatch:
     return BarBatch(ts_ns, SYMBOLS, p, p + 1, p - 1, p, np.full(n, 1e7))
 
 
+class Crash(Exception):
+    """A simulated kill of the OMS at a point of the submit path (see :meth:`LiveRig.restart`)."""
+
+
+def crash_hook(crash_at: str | None, crash_after: int = 0) -> Callable[[str], None]:
+    """An engine ``crash_hook`` raising :class:`Crash` the ``crash_after + 1``-th time the engine
+    reaches point ``crash_at`` (never if None)."""
+    calls = 0
+
+    def hook(point: str) -> None:
+        nonlocal calls
+        if point == crash_at:
+            calls += 1
+            if calls > crash_after:
+                raise Crash(point)
+
+    return hook
+
+
 class GuardedBroker:
     """The real :class:`AlpacaBroker`, recording every submit made while the engine could not trade.
 
@@ -187,6 +206,9 @@ def with_schema(url: str, schema: str) -> str:
 class LiveRig:
     """One OMS (the real engine, AlpacaBroker and stores) trading against a paper server.
 
+    :meth:`restart` replaces the OMS process (engine, risk engine, stores) on the same database
+    and broker, as after a kill.
+
     Args:
         server: the paper server (the broker's truth).
         db_url: the database the engine uses (possibly through a fault proxy).
@@ -208,17 +230,41 @@ class LiveRig:
                                    "lookup_delay_s": 0.0, **(broker_options or {})}
         inner = AlpacaBroker(KEY, SECRET, url_override=broker_url or server.url, **options)
         self.broker = GuardedBroker(inner)
-        self.state = TradingStateStore(db_url, **(store_options or {}))
+        self._db_url = db_url
+        self._risk = risk or RiskConfig(duplicate_intent_window_s=0)
+        self._publish = publish
+        self._store_options = dict(store_options or {})
+        self.state = TradingStateStore(db_url, **self._store_options)
         self.audit = AuditLog(db_url)
-        self.engine = LiveExecutionEngine(self.broker, self.state, self.audit,
-                                          RiskEngine(risk or RiskConfig(duplicate_intent_window_s=0)),
-                                          clock_ns=lambda: self.now, publish=publish)
-        self.broker.engine = self.engine
+        self.engine = self._new_engine()
         self.inspector = inspector_for(server)
         self._check_url = check_db_url or db_url
         self.watch = FilledQuantityWatch()
         self.seen_updates = 0
         self.recorded: list[OrderEvent] = []  # every event the engine returned as recorded, in order
+
+    def _new_engine(self, hook: Callable[[str], None] | None = None) -> LiveExecutionEngine:
+        engine = LiveExecutionEngine(self.broker, self.state, self.audit, RiskEngine(self._risk),
+                                     clock_ns=lambda: self.now, publish=self._publish, crash_hook=hook)
+        self.broker.engine = engine
+        return engine
+
+    def restart(self, *, crash_at: str | None = None, crash_after: int = 0) -> LiveExecutionEngine:
+        """A new OMS process on the same database and broker; it becomes :attr:`engine`.
+
+        The old process's stores are closed (a killed process's connections die with it); the new
+        one has a fresh risk engine and stores and, before :meth:`LiveExecutionEngine.start`, is not
+        reconciled.
+
+        Args:
+            crash_at: the crash point at which the new engine raises :class:`Crash`; None: never.
+            crash_after: how many times it passes ``crash_at`` unharmed first.
+        """
+        self.close()
+        self.state = TradingStateStore(self._db_url, **self._store_options)
+        self.audit = AuditLog(self._db_url)
+        self.engine = self._new_engine(crash_hook(crash_at, crash_after))
+        return self.engine
 
     def ctx(self) -> RiskContext:
         """A risk context at :attr:`now`: 1M USD equity, every symbol marked at 100 USD just now."""

@@ -12,42 +12,51 @@ from decimal import Decimal
 
 import pytest
 
-from amcp.brokers.alpaca import trade_update_events
 from amcp.config import RiskConfig
 from amcp.domain.enums import DenyReason, OrderSide
 from amcp.domain.identifiers import ClientOrderId, StrategyId
 from amcp.domain.messages import OrderAccepted, OrderDenied, SubmitOrder
-from amcp.execution.algos import AlgorithmStatus, BasketLeg, BasketOrder, ParentOrder, create_algorithm
-from amcp.execution.live import LiveExecutionEngine
-from amcp.risk.engine import RiskEngine
-from amcp.store.audit import AuditLog
-from amcp.store.state import TradingStateStore
+from amcp.execution.algos import (
+    AlgorithmStatus,
+    BasketLeg,
+    BasketOrder,
+    ExecutionAlgorithm,
+    ParentOrder,
+    create_algorithm,
+)
 from serve.alpaca_paper import AlpacaPaperServer
-from tests.unit.execution.test_live_engine import EXACT, T0, Rig, _bars
+from tests.unit.execution._invariants import EXACT, T0, LiveRig, bars
 
 SECOND = 10**9
 
 
 @pytest.fixture
-def rig(tmp_path) -> Iterator[Rig]:
+def rig(tmp_path) -> Iterator[LiveRig]:
+    """A live rig with production risk settings (duplicate_intent_window_s = 60), started."""
     with AlpacaPaperServer(start_ts_ns=T0, venue_config=EXACT) as server:
-        server.advance(_bars(T0, 100.0))
-        yield Rig(server, f"sqlite:///{tmp_path / 'state.sqlite'}", "audit_log")
+        server.advance(bars(T0, 100.0))
+        live = LiveRig(server, f"sqlite:///{tmp_path / 'state.sqlite'}", risk=RiskConfig())
+        try:
+            assert live.engine.risk._config.duplicate_intent_window_s >= 60
+            assert live.engine.start().ok
+            yield live
+        finally:
+            live.close()
 
 
-def _engine(rig: Rig) -> LiveExecutionEngine:
-    risk = RiskEngine(RiskConfig())  # production defaults: duplicate_intent_window_s = 60
-    assert risk._config.duplicate_intent_window_s >= 60
-    rig.broker.risk = risk
-    engine = LiveExecutionEngine(rig.broker, TradingStateStore(rig.url), AuditLog(rig.url, table=rig.audit_table),
-                                 risk, clock_ns=lambda: rig.now)
-    assert engine.start().ok
-    return engine
+def _twap(rig: LiveRig, parent_id: str, symbol: str, side: OrderSide, *, quantity: int, slices: int,
+          duration_s: int) -> ExecutionAlgorithm:
+    """A TWAP algorithm over ``duration_s`` seconds from now, in ``slices`` children."""
+    parent = ParentOrder(parent_id=ClientOrderId(parent_id), strategy_id=StrategyId("s1"), symbol=symbol,
+                         side=side, quantity=Decimal(quantity), limit_price=None, start_ns=rig.now,
+                         end_ns=rig.now + duration_s * SECOND, algo="twap", params={"slices": slices})
+    return create_algorithm(parent)
 
 
-def _run(rig: Rig, engine: LiveExecutionEngine, algo, ticks: int, step_ns: int) -> list[SubmitOrder]:
+def _run(rig: LiveRig, algo: ExecutionAlgorithm, ticks: int, step_ns: int) -> list[SubmitOrder]:
     """Drive ``algo`` over ``ticks`` timer ticks ``step_ns`` apart; every child goes through the
     live engine; return the children sent."""
+    engine = rig.engine
     sent: list[SubmitOrder] = []
     commands = algo.on_start(rig.now)
     for tick in range(ticks + 1):
@@ -65,50 +74,42 @@ def _run(rig: Rig, engine: LiveExecutionEngine, algo, ticks: int, step_ns: int) 
     return sent
 
 
-def _fill_all(rig: Rig, engine: LiveExecutionEngine, algo) -> None:
+def _fill_all(rig: LiveRig, algo: ExecutionAlgorithm) -> None:
+    """A day later at 100 USD: every working child fills; the algorithm sees the fills."""
     rig.advance(100.0)
-    updates = rig.server.trade_updates[rig.seen_updates:]
-    rig.seen_updates += len(updates)
-    for update in updates:
-        for event in engine.on_broker_events(trade_update_events(update, "s1")):
-            algo.on_event(event)
+    for event in rig.pump():
+        algo.on_event(event)
 
 
 def test_twap_slices_seconds_apart_all_pass_the_duplicate_intent_window(rig) -> None:
-    engine = _engine(rig)
-    parent = ParentOrder(parent_id=ClientOrderId("twap-1"), strategy_id=StrategyId("s1"), symbol="AAPL",
-                         side=OrderSide.BUY, quantity=Decimal(400), limit_price=None, start_ns=rig.now, end_ns=rig.now + 120 * SECOND,
-                         algo="twap", params={"slices": 4})
-    algo = create_algorithm(parent)
-    sent = _run(rig, engine, algo, ticks=4, step_ns=30 * SECOND)
+    engine = rig.engine
+    algo = _twap(rig, "twap-1", "AAPL", OrderSide.BUY, quantity=400, slices=4, duration_s=120)
+    sent = _run(rig, algo, ticks=4, step_ns=30 * SECOND)
     # four equal children, 30 s apart, inside the 60 s window: none denied as a duplicate intent
     assert [c.quantity for c in sent] == [Decimal(100)] * 4
     assert len({c.client_order_id for c in sent}) == 4
     assert not [a for a in engine.state.anomalies()]
-    _fill_all(rig, engine, algo)
+    _fill_all(rig, algo)
     assert algo.status is AlgorithmStatus.COMPLETED
     assert algo.filled_quantity == Decimal(400)
     assert engine.state.positions() == {"AAPL": Decimal(400)}
-    rig.check_invariants()
+    rig.check()
 
 
 def test_a_child_sent_again_is_refused_and_never_reaches_the_broker(rig) -> None:
-    engine = _engine(rig)
-    parent = ParentOrder(parent_id=ClientOrderId("twap-2"), strategy_id=StrategyId("s1"), symbol="MSFT",
-                         side=OrderSide.SELL, quantity=Decimal(200), limit_price=None, start_ns=rig.now, end_ns=rig.now + 60 * SECOND,
-                         algo="twap", params={"slices": 2})
-    algo = create_algorithm(parent)
+    engine = rig.engine
+    algo = _twap(rig, "twap-2", "MSFT", OrderSide.SELL, quantity=200, slices=2, duration_s=60)
     first = [c for c in algo.on_start(rig.now) if isinstance(c, SubmitOrder)]
     assert [type(e) for e in engine.submit(first, rig.ctx())] == [OrderAccepted]
     requests_before = len([r for r in rig.server.requests if r.method == "POST"])
     again = engine.submit(first, rig.ctx())  # e.g. a restarted algorithm proposing the same child
     assert [e.reason for e in again] == [DenyReason.DUPLICATE_CLIENT_ORDER_ID]
     assert len([r for r in rig.server.requests if r.method == "POST"]) == requests_before
-    rig.check_invariants()
+    rig.check()
 
 
 def test_a_strategy_repeating_the_same_order_is_still_a_duplicate_intent(rig) -> None:
-    engine = _engine(rig)
+    engine = rig.engine
 
     def order(i: int) -> SubmitOrder:
         return SubmitOrder(client_order_id=ClientOrderId(f"loop-{i}"), strategy_id=StrategyId("s1"), symbol="JPM",
@@ -117,11 +118,11 @@ def test_a_strategy_repeating_the_same_order_is_still_a_duplicate_intent(rig) ->
     assert [type(e) for e in engine.submit([order(1)], rig.ctx())] == [OrderAccepted]
     rig.now += 5 * SECOND
     assert [e.reason for e in engine.submit([order(2)], rig.ctx())] == [DenyReason.DUPLICATE_INTENT]
-    rig.check_invariants()
+    rig.check()
 
 
 def test_a_basket_of_twaps_fills_every_leg_through_the_live_engine(rig) -> None:
-    engine = _engine(rig)
+    engine = rig.engine
     basket = BasketOrder(
         basket_id=ClientOrderId("basket-1"), strategy_id=StrategyId("s1"), start_ns=rig.now,
         end_ns=rig.now + 90 * SECOND, algo="twap", params={"slices": 3},
@@ -129,10 +130,10 @@ def test_a_basket_of_twaps_fills_every_leg_through_the_live_engine(rig) -> None:
               BasketLeg(symbol="MSFT", side=OrderSide.BUY, quantity=Decimal(150))),
     )
     algo = create_algorithm(basket)
-    sent = _run(rig, engine, algo, ticks=3, step_ns=30 * SECOND)
+    sent = _run(rig, algo, ticks=3, step_ns=30 * SECOND)
     assert sum(c.quantity for c in sent if c.symbol == "AAPL") == Decimal(300)
     assert sum(c.quantity for c in sent if c.symbol == "MSFT") == Decimal(150)
-    _fill_all(rig, engine, algo)
+    _fill_all(rig, algo)
     assert algo.status is AlgorithmStatus.COMPLETED
     assert engine.state.positions() == {"AAPL": Decimal(300), "MSFT": Decimal(150)}
-    rig.check_invariants()
+    rig.check()

@@ -1,135 +1,40 @@
 """The live order path against the Alpaca-compatible paper server, with faults and crashes.
 
-After every test the invariants of the issue hold: no duplicate broker order per intent; every
-broker order known to the database; local positions equal the broker's; filled quantity never
-exceeds the order; the audit chain verifies; nothing was sent while HALTED.
+After every test the invariants of the issue hold (:func:`tests.unit.execution._invariants.check_invariants`):
+no duplicate broker order per intent; every broker order known to the database; local positions
+equal the broker's; filled quantity never shrinks, never exceeds the order, adds up from the fills
+and equals the broker's; the audit chain verifies; nothing was sent while HALTED or un-reconciled.
 """
 
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import numpy as np
 import pytest
 
-from amcp.brokers.alpaca import AlpacaBroker, trade_update_events
-from amcp.config import RiskConfig, SlippageConfig, VenueConfig
-from amcp.data.ratelimit import TokenBucket
-from amcp.domain.data import BarBatch
+from amcp.brokers.alpaca import trade_update_events
 from amcp.domain.enums import DenyReason, LiquiditySide, OrderSide, OrderType, TimeInForce, TradingState
 from amcp.domain.identifiers import ClientOrderId, StrategyId, TradeId, VenueOrderId
 from amcp.domain.messages import OrderDenied, OrderFilled, SubmitOrder
-from amcp.execution.live import LiveExecutionEngine
-from amcp.portfolio.snapshot import PortfolioSnapshot
-from amcp.risk.engine import RiskContext, RiskEngine
-from amcp.store.audit import AuditLog
-from amcp.store.state import TradingStateStore
 from serve.alpaca_paper import AlpacaPaperServer
+from tests.unit.execution._invariants import (
+    EXACT,
+    KEY,
+    SECRET,
+    SYMBOLS,
+    T0,
+    Crash,
+    LiveRig,
+    bars,
+    broker_orders,
+    postgres_schema,
+    with_schema,
+)
 
-KEY, SECRET = "test-key", "test-secret"
-DAY_NS = 86_400 * 10**9
-T0 = 1_704_229_200 * 10**9  # 2024-01-02 16:00 New York
-EXACT = VenueConfig(participation_rate=None, slippage=SlippageConfig(model="none"))
-SYMBOLS = ("AAPL", "MSFT", "JPM")
 CRASH_POINTS = ("intent_saved", "request_sent", "response_received", "fill_applied")
-
-
-class Crash(Exception):
-    """A simulated kill of the OMS at a point of the submit path."""
-
-
-def _bars(ts_ns: int, price: float) -> BarBatch:
-    n = len(SYMBOLS)
-    p = np.full(n, price)
-    return BarBatch(ts_ns, SYMBOLS, p, p + 1, p - 1, p, np.full(n, 1e7))
-
-
-class CountingBroker:
-    """The real AlpacaBroker, counting requests sent while the risk engine is HALTED."""
-
-    def __init__(self, inner: AlpacaBroker) -> None:
-        self.inner = inner
-        self.risk: RiskEngine | None = None
-        self.sent_while_halted = 0
-
-    def submit(self, command: SubmitOrder) -> Any:
-        if self.risk is not None and self.risk.state is TradingState.HALTED:
-            self.sent_while_halted += 1
-        return self.inner.submit(command)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-class Rig:
-    def __init__(self, server: AlpacaPaperServer, url: str, audit_table: str) -> None:
-        self.server = server
-        self.url = url
-        self.audit_table = audit_table
-        self.broker = CountingBroker(AlpacaBroker(KEY, SECRET, url_override=server.url,
-                                                  rate_limiter=TokenBucket(600_000, burst=1000),
-                                                  sleep=lambda s: None, lookup_delay_s=0.0))
-        self.now = T0
-        self.seen_updates = 0
-
-    def engine(self, crash_at: str | None = None, crash_after: int = 0) -> LiveExecutionEngine:
-        """A fresh OMS process: new risk engine, the same database, audit log and broker."""
-        calls = Counter()
-
-        def hook(point: str) -> None:
-            if point == crash_at:
-                calls[point] += 1
-                if calls[point] > crash_after:
-                    raise Crash(point)
-
-        risk = RiskEngine(RiskConfig(duplicate_intent_window_s=0))
-        self.broker.risk = risk
-        return LiveExecutionEngine(self.broker, TradingStateStore(self.url), AuditLog(self.url, table=self.audit_table),
-                                   risk, clock_ns=lambda: self.now, crash_hook=hook)
-
-    def ctx(self) -> RiskContext:
-        prices = {s: Decimal(100) for s in SYMBOLS}
-        snap = PortfolioSnapshot(ts_ns=self.now, cash=Decimal(1_000_000), equity=Decimal(1_000_000),
-                                 market_value=Decimal(0), gross_exposure=Decimal(0), buying_power=Decimal(2_000_000),
-                                 start_of_day_equity=Decimal(1_000_000), prices=prices,
-                                 price_ts_ns={s: self.now for s in SYMBOLS})
-        return RiskContext(ts_ns=self.now, portfolio=snap)
-
-    def pump(self, engine: LiveExecutionEngine) -> None:
-        """Feed the trade updates the stream produced since the last pump."""
-        updates = self.server.trade_updates[self.seen_updates:]
-        self.seen_updates += len(updates)
-        for update in updates:
-            engine.on_broker_events(trade_update_events(update, "s1"))
-
-    def advance(self, price: float = 100.0) -> None:
-        self.now += DAY_NS
-        self.server.advance(_bars(self.now, price))
-
-    def broker_orders(self) -> list[dict[str, Any]]:
-        return self.broker.inner._client.get("/orders", {"status": "all", "limit": 500})
-
-    def check_invariants(self) -> None:
-        orders = self.broker_orders()
-        per_intent = Counter(o["client_order_id"] for o in orders)
-        assert max(per_intent.values(), default=0) <= 1, f"duplicate broker orders: {per_intent}"
-        state = TradingStateStore(self.url)
-        unknown = [cid for cid in per_intent if state.order(cid) is None]
-        assert unknown == [], f"broker orders unknown to the database: {unknown}"
-        local = {s: q for s, q in state.positions().items() if q}
-        remote = {s: q for s, q in self.broker.positions().items() if q}
-        assert local == remote
-        for order in orders:
-            row = state.order(order["client_order_id"])
-            assert row.filled_quantity <= row.quantity
-            assert row.filled_quantity == Decimal(order["filled_qty"]), order["client_order_id"]
-        report = AuditLog(self.url, table=self.audit_table).verify()
-        assert report.ok, report.to_dict()
-        assert self.broker.sent_while_halted == 0
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -138,29 +43,20 @@ def db_url(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'state.sqlite'}"
         return
-    import uuid
-
-    import sqlalchemy as sa
-
     base = request.getfixturevalue("postgres_url")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with postgres_schema(base) as schema:
+        yield with_schema(base, schema)
 
 
 @pytest.fixture
-def rig(db_url) -> Iterator[Rig]:
+def rig(db_url) -> Iterator[LiveRig]:
     with AlpacaPaperServer(start_ts_ns=T0, venue_config=EXACT) as server:
-        server.advance(_bars(T0, 100.0))
-        yield Rig(server, db_url, "audit_log")
+        server.advance(bars(T0, 100.0))
+        live = LiveRig(server, db_url)
+        try:
+            yield live
+        finally:
+            live.close()
 
 
 def _order(rng: random.Random, i: int, now: int) -> SubmitOrder:
@@ -172,95 +68,96 @@ def _order(rng: random.Random, i: int, now: int) -> SubmitOrder:
                        limit_price=Decimal("99.5") if limit else None, ts_ns=now)
 
 
+def _trade_a_day(rig: LiveRig, seed: int, count: int) -> None:
+    """Submit ``count`` random orders (seeded) through the engine, then a day passes at 99 USD."""
+    rng = random.Random(seed)
+    rig.engine.submit([_order(rng, i, rig.now) for i in range(count)], rig.ctx())
+    rig.advance(99.0)
+
+
 def test_nothing_is_sent_before_reconciliation(rig) -> None:
-    engine = rig.engine()
+    engine = rig.engine
     events = engine.submit([_order(random.Random(1), 1, rig.now)], rig.ctx())
     assert [type(e) for e in events] == [OrderDenied] and events[0].reason is DenyReason.TRADING_HALTED
-    assert rig.broker_orders() == []
+    assert broker_orders(rig.inspector) == []
 
 
 def test_orders_fill_and_the_store_matches_the_broker(rig) -> None:
-    engine = rig.engine()
+    engine = rig.engine
     assert engine.start().ok
-    rng = random.Random(7)
-    engine.submit([_order(rng, i, rig.now) for i in range(6)], rig.ctx())
-    rig.advance(99.0)
-    rig.pump(engine)
+    _trade_a_day(rig, seed=7, count=6)
+    rig.pump()
     assert engine.state.positions()
-    rig.check_invariants()
+    rig.check()
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_kill_at_each_point_of_a_submit_loses_and_duplicates_nothing(rig, point) -> None:
     for trial in range(4):
         rng = random.Random(1000 * CRASH_POINTS.index(point) + trial)
-        first = rig.engine(crash_at=point, crash_after=rng.randint(0, 2))
+        first = rig.restart(crash_at=point, crash_after=rng.randint(0, 2))
         assert first.start().ok
         orders = [_order(rng, 100 * trial + i, rig.now) for i in range(5)]
         with pytest.raises(Crash):
             for order in orders:
                 first.submit([order], rig.ctx())
             rig.advance(99.0)
-            rig.pump(first)  # the mid-fill crash happens here
+            rig.pump()  # the mid-fill crash happens here
             raise Crash("no crash point was reached")  # every point is reached by construction
         # a new OMS process on the same database: reconcile, then finish the work
-        second = rig.engine()
+        second = rig.restart()
         report = second.start()
         assert report.ok, report.to_dict()
         for order in orders:  # the strategy re-emits the same intents: none is sent twice
             second.submit([order], rig.ctx())
         rig.advance(99.0)
-        rig.pump(second)
+        rig.pump()
         assert second.reconcile().ok
-        rig.check_invariants()
+        rig.check()
 
 
 def test_trade_stream_down_during_fills_is_recovered_by_reconciliation(rig) -> None:
-    engine = rig.engine()
+    engine = rig.engine
     engine.start()
-    rng = random.Random(3)
-    engine.submit([_order(rng, i, rig.now) for i in range(5)], rig.ctx())
-    rig.advance(99.0)
+    _trade_a_day(rig, seed=3, count=5)
     rig.seen_updates = len(rig.server.trade_updates)  # the stream was down: those updates are lost
     report = engine.reconcile()
     assert report.ok and report.missed_fill_quantity > 0
-    rig.check_invariants()
+    rig.check()
     # the lost updates arrive late after all (delayed, not lost): they must not double count
     rig.seen_updates = 0
-    rig.pump(engine)
-    rig.check_invariants()
+    rig.pump()
+    rig.check()
 
 
 def test_duplicate_and_out_of_order_updates_are_harmless(rig) -> None:
-    engine = rig.engine()
+    engine = rig.engine
     engine.start()
-    rng = random.Random(4)
-    engine.submit([_order(rng, i, rig.now) for i in range(4)], rig.ctx())
-    rig.advance(99.0)
+    _trade_a_day(rig, seed=4, count=4)
     updates = rig.server.trade_updates
     for update in list(reversed(updates)) + list(updates):
         engine.on_broker_events(trade_update_events(update, "s1"))
     rig.seen_updates = len(updates)
-    rig.check_invariants()
+    rig.check()
 
 
 def test_a_504_after_acceptance_leaves_exactly_one_order(rig) -> None:
-    engine = rig.engine()
+    engine = rig.engine
     engine.start()
     rig.server.timeout_after_accept_next(1)
     engine.submit([_order(random.Random(5), 1, rig.now)], rig.ctx())
     rig.advance(99.0)
-    rig.pump(engine)
-    rig.check_invariants()
+    rig.pump()
+    rig.check()
 
 
 def test_an_overfill_is_refused_and_halts_the_symbol(rig) -> None:
-    engine = rig.engine()
+    engine = rig.engine
     engine.start()
     order = _order(random.Random(6), 1, rig.now)
     engine.submit([order], rig.ctx())
     rig.advance(99.0)
-    rig.pump(engine)
+    rig.pump()
     row = engine.state.order(order.client_order_id)
     bogus = OrderFilled(client_order_id=order.client_order_id, venue_order_id=VenueOrderId(str(row.broker_order_id)),
                         trade_id=TradeId("bogus-1"), strategy_id=StrategyId("s1"), symbol=order.symbol,
@@ -268,15 +165,15 @@ def test_an_overfill_is_refused_and_halts_the_symbol(rig) -> None:
                         liquidity=LiquiditySide.TAKER, ts_ns=rig.now)
     assert engine.on_broker_events([bogus]) == []
     assert engine.state.order(order.client_order_id).filled_quantity == order.quantity
-    before = len(rig.broker_orders())
+    before = len(broker_orders(rig.inspector))
     again = engine.submit([_order(random.Random(6), 2, rig.now)], rig.ctx())
     assert again[0].reason is DenyReason.TRADING_HALTED and "overfill" in again[0].message
-    assert len(rig.broker_orders()) == before
-    rig.check_invariants()
+    assert len(broker_orders(rig.inspector)) == before
+    rig.check()
 
 
 def test_kill_switch_denies_new_orders_and_cancels_working_ones(rig) -> None:
-    engine = rig.engine()
+    engine = rig.engine
     engine.start()
     rng = random.Random(8)
     working = [_order(rng, i, rig.now) for i in range(3)]
@@ -288,37 +185,37 @@ def test_kill_switch_denies_new_orders_and_cancels_working_ones(rig) -> None:
     assert engine.broker.open_orders() == []
     denied = engine.submit([_order(rng, 99, rig.now)], rig.ctx())
     assert denied[0].reason is DenyReason.TRADING_HALTED
-    rig.pump(engine)
-    rig.check_invariants()
+    rig.pump()
+    rig.check()
 
 
 def test_an_order_unknown_to_the_database_keeps_the_engine_halted(rig) -> None:
-    engine = rig.engine()
+    engine = rig.engine
     engine.start()
-    rig.broker.inner._client.post("/orders", {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "limit",
-                                              "limit_price": "90", "time_in_force": "gtc",
-                                              "client_order_id": "placed-by-hand"})
-    report = rig.engine().start()
+    rig.inspector.post("/orders", {"symbol": "AAPL", "qty": "1", "side": "buy", "type": "limit",
+                                   "limit_price": "90", "time_in_force": "gtc",
+                                   "client_order_id": "placed-by-hand"})
+    report = rig.restart().start()
     assert not report.ok and report.orphans == ("placed-by-hand",)
 
 
 def test_intents_left_unsent_by_a_crash_are_sent_on_resume_once(rig) -> None:
-    first = rig.engine(crash_at="request_sent")
+    first = rig.restart(crash_at="request_sent")
     first.start()
     order = _order(random.Random(9), 1, rig.now)
     with pytest.raises(Crash):
         first.submit([order], rig.ctx())
-    assert rig.broker_orders() == []  # the kill came before the request left
-    second = rig.engine()
+    assert broker_orders(rig.inspector) == []  # the kill came before the request left
+    second = rig.restart()
     report = second.start()
     assert report.ok and report.resent == (str(order.client_order_id),)
-    assert rig.broker_orders() == []  # nothing sent while reconciling
+    assert broker_orders(rig.inspector) == []  # nothing sent while reconciling
     second.resume_pending(rig.ctx())
     assert second.resume_pending(rig.ctx()) == []  # a second resume sends nothing
-    assert [o["client_order_id"] for o in rig.broker_orders()] == [str(order.client_order_id)]
+    assert [o["client_order_id"] for o in broker_orders(rig.inspector)] == [str(order.client_order_id)]
     rig.advance(99.0)
-    rig.pump(second)
-    rig.check_invariants()
+    rig.pump()
+    rig.check()
 
 
 def test_trade_stream_reconnect_triggers_a_rest_backfill(rig) -> None:
@@ -328,7 +225,7 @@ def test_trade_stream_reconnect_triggers_a_rest_backfill(rig) -> None:
 
     from amcp.brokers.trade_stream import AlpacaTradeUpdateFeed
 
-    engine = rig.engine()
+    engine = rig.engine
     engine.start()
     feed = AlpacaTradeUpdateFeed(KEY, SECRET, url_override=rig.server.ws_url)
     feed.start()
@@ -355,21 +252,20 @@ def test_trade_stream_reconnect_triggers_a_rest_backfill(rig) -> None:
         assert engine.reconciled
         # o-3's fill never reached the client over the stream: it came from the REST backfill
         # (account activities), under the broker's own execution id
-        audit = AuditLog(rig.url, table=rig.audit_table)
-        backfills = [r for r in audit.records() if r.action == "reconcile"
+        backfills = [r for r in rig.audit.records() if r.action == "reconcile"
                      and Decimal(r.payload["missed_fill_quantity"]) > 0]
         assert backfills, "the reconnect should have reconciled o-3's missed fill over REST"
         paused = [u["execution_id"] for u in rig.server.trade_updates
                   if u["order"]["client_order_id"] == "o-3" and u["event"] == "fill"]
         assert [str(f.trade_id) for f in engine.state.fills("o-3")] == paused
         rig.seen_updates = len(rig.server.trade_updates)
-        rig.check_invariants()
+        rig.check()
     finally:
         feed.stop()
 
 
 def test_the_plane_hops_send_only_what_this_engines_checks_accepted(rig) -> None:
-    engine = rig.engine()
+    engine = rig.engine
     assert engine.start().ok
     checked = _order(random.Random(3), 1, rig.now)
     unchecked = _order(random.Random(4), 2, rig.now)
@@ -377,16 +273,16 @@ def test_the_plane_hops_send_only_what_this_engines_checks_accepted(rig) -> None
     assert accepted == [checked] and denied == []
     events = engine.send_checked([unchecked, checked])
     assert isinstance(events[0], OrderDenied) and events[0].reason is DenyReason.NOT_CHECKED
-    assert [o["client_order_id"] for o in rig.broker_orders()] == ["o-1"]
+    assert [o["client_order_id"] for o in broker_orders(rig.inspector)] == ["o-1"]
     # accepted once, sent once: a second send_checked of the same command is refused
     assert engine.send_checked([checked])[0].reason is DenyReason.NOT_CHECKED
-    rig.check_invariants()
+    rig.check()
 
 
 def test_an_intent_the_database_cannot_persist_is_denied_and_never_sent(rig, monkeypatch) -> None:
     from amcp.errors import StoreError
 
-    engine = rig.engine()
+    engine = rig.engine
     assert engine.start().ok
 
     def down(*args: Any, **kwargs: Any) -> bool:
@@ -395,13 +291,13 @@ def test_an_intent_the_database_cannot_persist_is_denied_and_never_sent(rig, mon
     monkeypatch.setattr(engine.state, "save_intent", down)
     events = engine.submit([_order(random.Random(5), 1, rig.now)], rig.ctx())
     assert [e.reason for e in events] == [DenyReason.STATE_UNAVAILABLE]
-    assert rig.broker_orders() == []
+    assert broker_orders(rig.inspector) == []
     monkeypatch.undo()
     # nothing more is sent until a reconciliation succeeds
     assert engine.submit([_order(random.Random(6), 2, rig.now)], rig.ctx())[0].reason is DenyReason.TRADING_HALTED
     assert engine.reconcile().ok
     assert not isinstance(engine.submit([_order(random.Random(6), 2, rig.now)], rig.ctx())[0], OrderDenied)
-    rig.check_invariants()
+    rig.check()
 
 
 def test_events_wait_in_order_while_the_event_stream_is_down(rig) -> None:
@@ -413,7 +309,7 @@ def test_events_wait_in_order_while_the_event_stream_is_down(rig) -> None:
             raise ConnectionError("redis down")
         published.append(event)
 
-    engine = rig.engine()
+    engine = rig.engine
     engine._publish = publish
     assert engine.start().ok
     recorded = engine.submit([_order(random.Random(8), i, rig.now) for i in range(3)], rig.ctx())
@@ -424,14 +320,14 @@ def test_events_wait_in_order_while_the_event_stream_is_down(rig) -> None:
 
 
 def test_account_sync_stores_a_snapshot_equal_to_the_broker(rig) -> None:
-    engine = rig.engine()
+    engine = rig.engine
     assert engine.start().ok
     engine.submit([_order(random.Random(9), 1, rig.now)], rig.ctx())
     rig.advance(99.0)
-    rig.pump(engine)
+    rig.pump()
     account = engine.sync_account()
     snapshot = engine.state.latest_account_snapshot()
-    remote = rig.broker.inner._client.get("/account")
+    remote = rig.inspector.get("/account")
     assert snapshot.cash == account.cash == Decimal(remote["cash"]) < Decimal(100_000)
     assert snapshot.equity == Decimal(remote["equity"])
     assert engine.risk.state is TradingState.ACTIVE  # the paper account is not blocked
