@@ -33,19 +33,19 @@ registers one as an order of its own (a ``SubmitOrder`` built from the leg, tagg
 fills apply like any order's. A multi-leg parent's fills move its status and filled quantity
 (its net price may be zero or negative, a credit) but carry no position: they are stored with an
 empty symbol, and positions come from the legs' fills.
+
+The records returned (:class:`OrderRow` and the others in ``__all__``) live in
+:mod:`amcp.store._state_schema`, the event rules and input checks in :mod:`amcp.store._state_rules`;
+import the records from here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from decimal import Context, Decimal, InvalidOperation, localcontext
-from enum import Enum
+from decimal import Context, Decimal, localcontext
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
@@ -55,25 +55,43 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 
-from amcp.domain.enums import LiquiditySide, OrderClass, OrderSide, OrderStatus
-from amcp.domain.identifiers import ClientOrderId, StrategyId, TradeId, VenueOrderId
+from amcp.domain.enums import OrderClass, OrderSide, OrderStatus
 from amcp.domain.messages import (
     OrderAccepted,
-    OrderCanceled,
-    OrderDenied,
     OrderEvent,
-    OrderExpired,
     OrderFilled,
     OrderLegAccepted,
-    OrderRejected,
     OrderReplaced,
-    OrderStatusChanged,
-    OrderSubmitted,
     SubmitOrder,
 )
-from amcp.domain.orders import TRANSITIONS, Order
-from amcp.domain.serialization import from_record, to_json, to_record
+from amcp.domain.orders import Order
+from amcp.domain.serialization import to_json, to_record
 from amcp.errors import DomainError, StoreError
+from amcp.store._state_rules import (
+    EVENT_TYPES,
+    LOCAL_EVENTS,
+    REACHABLE,
+    check_decimal,
+    check_ts,
+    fill_problem,
+    json_text,
+    path_end,
+    target_status,
+)
+from amcp.store._state_schema import (
+    AccountSnapshotRow,
+    Anomaly,
+    AnomalyRow,
+    Applied,
+    FillRow,
+    OrderRow,
+    PnlRow,
+    anomaly_row,
+    fill_row,
+    order_row,
+    snapshot_row,
+    stored_command,
+)
 from amcp.store.migrations.schema import (
     ACCOUNT_SNAPSHOTS,
     ANOMALIES,
@@ -106,7 +124,6 @@ LEG_TAG_PREFIX: Final = "leg-of:"
 
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _DEFAULT_SQLITE: Final = "amcp_state.sqlite"
-_MAX_TS_NS: Final = 2**63 - 1
 _MAX_SYMBOL: Final = 64  # the width of the symbol columns
 # Sums and products of quantities and prices are exact at this precision (inputs have < 40 digits).
 _EXACT: Final = Context(prec=100)
@@ -119,261 +136,8 @@ _FILL_STATUSES: Final = frozenset({S.PARTIALLY_FILLED, S.FILLED})
 _TERMINAL: Final = tuple(sorted(status.value for status in S if status.is_terminal))
 
 
-def _reachable(start: OrderStatus) -> frozenset[OrderStatus]:
-    """Statuses reachable from ``start`` in one or more transitions of ``TRANSITIONS``."""
-    seen: set[OrderStatus] = set()
-    frontier = list(TRANSITIONS[start])
-    while frontier:
-        status = frontier.pop()
-        if status not in seen:
-            seen.add(status)
-            frontier.extend(TRANSITIONS[status])
-    return frozenset(seen)
-
-
-_REACHABLE: Final = {status: _reachable(status) for status in S}
-
-
-class Anomaly(str, Enum):
-    """Why an event was not (fully) applied. Values compare equal to plain strings."""
-
-    DUPLICATE_TRADE = "duplicate_trade"  # the fill's trade id is already recorded for the order
-    DUPLICATE_EVENT = "duplicate_event"  # the event re-states the current status
-    STALE_EVENT = "stale_event"  # the event describes a status the order has already left
-    ILLEGAL_TRANSITION = "illegal_transition"  # TRANSITIONS forbids it (recorded)
-    OVERFILL = "overfill"  # filled quantity would exceed the order quantity (recorded)
-    INVALID_FILL = "invalid_fill"  # quantity/price not a positive finite Decimal (recorded)
-    FILL_MISMATCH = "fill_mismatch"  # the fill's side or symbol differs from the order (recorded)
-    FILL_STATUS_WITHOUT_FILL = "fill_status_without_fill"  # a filled status not as OrderFilled (recorded)
-    BROKER_ORDER_ID_CONFLICT = "broker_order_id_conflict"  # broker id differs or is another's (recorded)
-    UNKNOWN_ORDER = "unknown_order"  # no intent was saved under the client order id (recorded)
-    INVALID_LEG = "invalid_leg"  # a leg order that cannot be registered (recorded)
-
-
-# --------------------------------------------------------------------------- rows
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OrderRow:
-    """One stored order. Quantities in shares (or contracts), prices and fees in USD.
-
-    Attributes:
-        filled_notional: sum of fill quantity × fill price, exact.
-        average_fill_price: ``filled_notional / filled_quantity`` (28 significant digits when the
-            quotient does not end), ``None`` before the first fill.
-        created_ns: ``SubmitOrder.ts_ns`` (UTC ns); ``submitted_ns``: when marked sent;
-            ``updated_ns``: the latest event time seen.
-        version: incremented by every update (optimistic concurrency).
-    """
-
-    client_order_id: ClientOrderId
-    broker_order_id: VenueOrderId | None
-    strategy_id: StrategyId | None
-    symbol: str
-    side: OrderSide
-    quantity: Decimal
-    status: OrderStatus
-    filled_quantity: Decimal
-    filled_notional: Decimal
-    average_fill_price: Decimal | None
-    fees: Decimal
-    replaced_by: ClientOrderId | None
-    command: SubmitOrder
-    created_ns: int
-    submitted_ns: int | None
-    updated_ns: int
-    version: int
-
-    @property
-    def leaves_quantity(self) -> Decimal:
-        """Quantity still open: ``quantity - filled_quantity``."""
-        return self.quantity - self.filled_quantity
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status.is_terminal
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FillRow:
-    """One stored execution; ``seq`` is the insertion order, ``fee`` in USD."""
-
-    seq: int
-    trade_id: TradeId
-    client_order_id: ClientOrderId
-    broker_order_id: VenueOrderId
-    strategy_id: StrategyId
-    symbol: str
-    side: OrderSide
-    quantity: Decimal
-    price: Decimal
-    fee: Decimal
-    liquidity: LiquiditySide
-    ts_ns: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AccountSnapshotRow:
-    """The broker account at ``ts_ns`` (USD amounts) and the broker's raw payload (read-only)."""
-
-    ts_ns: int
-    cash: Decimal
-    equity: Decimal
-    buying_power: Decimal
-    raw: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PnlRow:
-    """Profit and loss at ``ts_ns`` in USD."""
-
-    ts_ns: int
-    realized: Decimal
-    unrealized: Decimal
-    fees: Decimal
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AnomalyRow:
-    """A refused event, kept with its full record (``event``, as ``to_record`` wrote it)."""
-
-    seq: int
-    ts_ns: int
-    client_order_id: ClientOrderId | None
-    kind: Anomaly
-    detail: str
-    event: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """The outcome of :meth:`TradingStateStore.apply`.
-
-    Attributes:
-        applied: whether the stored order changed.
-        anomaly: why the event was not (fully) applied, or ``None``.
-        order: the order after the event (``None`` only for ``unknown_order``).
-        detail: a sentence naming the values involved, empty when applied cleanly.
-    """
-
-    applied: bool
-    anomaly: Anomaly | None
-    order: OrderRow | None
-    detail: str = ""
-
-
 class _VersionConflict(Exception):
     """Another writer changed the order row since it was read (internal; triggers a retry)."""
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _check_ts(name: str, value: object) -> int:
-    if type(value) is not int or not 0 <= value <= _MAX_TS_NS:
-        raise StoreError(f"{name} must be an int of UTC nanoseconds in [0, 2**63), got {value!r}")
-    return value
-
-
-def _check_decimal(name: str, value: object) -> Decimal:
-    if type(value) is int:
-        return Decimal(value)
-    if not isinstance(value, Decimal) or not value.is_finite():
-        raise StoreError(f"{name} must be a finite Decimal (floats are not exact), got {value!r}")
-    return value
-
-
-def _json_text(name: str, value: object) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(
-            f"{name} must be JSON-serialisable (str, int, float, bool, None, list, dict): {exc}"
-        ) from exc
-
-
-def _fill_problem(order: OrderRow, fill: OrderFilled) -> tuple[Anomaly, str] | None:
-    """Why ``fill`` cannot apply to ``order``, or ``None``.
-
-    A multi-leg parent's fill is at the net price per unit (zero or negative for a credit) and
-    Alpaca reports it without a symbol or side, so neither the price's sign nor the symbol and
-    side are checked for one.
-    """
-    quantity, price, fee = fill.last_quantity, fill.last_price, fill.fee
-    multi_leg = order.command.order_class is OrderClass.MLEG
-    if not (isinstance(quantity, Decimal) and quantity.is_finite() and quantity > 0) or not (
-        isinstance(price, Decimal) and price.is_finite() and (price > 0 or multi_leg)
-    ):
-        detail = f"quantity and price must be positive finite Decimals, got {quantity!r} @ {price!r}"
-        return Anomaly.INVALID_FILL, detail
-    if not (isinstance(fee, Decimal) and fee.is_finite()):
-        return Anomaly.INVALID_FILL, f"fee must be a finite Decimal, got {fee!r}"
-    if not multi_leg and (fill.side is not order.side or fill.symbol != order.symbol):
-        return (
-            Anomaly.FILL_MISMATCH,
-            f"fill {fill.side.value} {fill.symbol!r} does not match order "
-            f"{order.side.value} {order.symbol!r}",
-        )
-    if order.broker_order_id is not None and fill.venue_order_id != order.broker_order_id:
-        return (
-            Anomaly.BROKER_ORDER_ID_CONFLICT,
-            f"fill carries broker order id {fill.venue_order_id!s}, order has {order.broker_order_id!s}",
-        )
-    if order.filled_quantity + quantity > order.quantity:
-        return (
-            Anomaly.OVERFILL,
-            f"{order.filled_quantity} filled + {quantity} > order quantity {order.quantity}",
-        )
-    return None
-
-
-def _target(event: OrderEvent) -> OrderStatus | None:
-    """The status a non-fill event asks for (``OrderAccepted`` means ``new``, as in ``Order.apply``).
-
-    ``None`` when an ``OrderStatusChanged`` carries a value that is no ``OrderStatus``.
-    """
-    if isinstance(event, OrderAccepted):
-        return S.NEW
-    if isinstance(event, OrderSubmitted):
-        return S.PENDING_NEW
-    if isinstance(event, OrderDenied):
-        return S.DENIED
-    if isinstance(event, OrderRejected):
-        return S.REJECTED
-    if isinstance(event, OrderCanceled):
-        return S.CANCELED
-    if isinstance(event, OrderExpired):
-        return S.EXPIRED
-    if isinstance(event, OrderReplaced):
-        return S.REPLACED
-    if isinstance(event, OrderStatusChanged):
-        try:
-            return OrderStatus(event.status)
-        except ValueError:
-            return None
-    raise StoreError(f"cannot apply {type(event).__name__}: not an order event")
-
-
-def _path_end(current: OrderStatus, target: OrderStatus, from_broker: bool) -> bool:
-    """Whether ``target`` is legal from ``current``, allowing the implied ``pending_new`` step."""
-    if target in TRANSITIONS[current]:
-        return True
-    return from_broker and current is S.INITIALIZED and target in TRANSITIONS[S.PENDING_NEW]
-
-
-_EVENT_TYPES: Final = (
-    OrderDenied,
-    OrderSubmitted,
-    OrderAccepted,
-    OrderLegAccepted,
-    OrderRejected,
-    OrderFilled,
-    OrderCanceled,
-    OrderExpired,
-    OrderReplaced,
-    OrderStatusChanged,
-)
-_LOCAL_EVENTS: Final = (OrderDenied, OrderSubmitted)
 
 
 # --------------------------------------------------------------------------- the store
@@ -542,7 +306,7 @@ class TradingStateStore:
             payload = to_json(command)
         except DomainError as exc:
             raise StoreError(f"cannot save intent {client_order_id}: {exc}") from exc
-        created_ns = _check_ts("SubmitOrder.ts_ns", command.ts_ns)
+        created_ns = check_ts("SubmitOrder.ts_ns", command.ts_ns)
         if not isinstance(command.symbol, str) or not 0 < len(command.symbol) <= _MAX_SYMBOL:
             raise StoreError(
                 f"cannot save intent {client_order_id}: symbol must be 1-{_MAX_SYMBOL} characters, "
@@ -554,7 +318,7 @@ class TradingStateStore:
                 sa.select(ORDERS.c.command).where(ORDERS.c.client_order_id == client_order_id)
             ).scalar_one_or_none()
             if stored is not None:
-                if _stored_command(client_order_id, stored) != command:
+                if stored_command(client_order_id, stored) != command:
                     raise StoreError(
                         f"client order id {client_order_id} already holds a different order: "
                         f"stored {stored}, given {payload}"
@@ -595,7 +359,7 @@ class TradingStateStore:
             StoreError: if no intent was saved under ``client_order_id``, the order was denied
                 (it must never be sent), or the database cannot be written.
         """
-        _check_ts("ts_ns", ts_ns)
+        check_ts("ts_ns", ts_ns)
 
         def attempt(connection: sa.Connection) -> None:
             order = self._load(connection, client_order_id)
@@ -623,9 +387,9 @@ class TradingStateStore:
             StoreError: if ``event`` is not an order event, the database fails, or concurrent
                 writers won :attr:`max_attempts` times.
         """
-        if not isinstance(event, _EVENT_TYPES):
+        if not isinstance(event, EVENT_TYPES):
             raise StoreError(f"cannot apply {type(event).__name__}: not an order event")
-        _check_ts(f"{type(event).__name__}.ts_ns", event.ts_ns)
+        check_ts(f"{type(event).__name__}.ts_ns", event.ts_ns)
         what = f"apply {type(event).__name__}"
         return self._retrying(what, event.client_order_id, lambda c: self._apply(c, event))
 
@@ -639,7 +403,7 @@ class TradingStateStore:
             return Applied(False, Anomaly.UNKNOWN_ORDER, None, detail)
         if isinstance(event, OrderFilled):
             return self._apply_fill(connection, order, event)
-        target = _target(event)
+        target = target_status(event)
         current = order.status
         if target is None:
             detail = f"unknown status {getattr(event, 'status', None)!r}"
@@ -650,11 +414,11 @@ class TradingStateStore:
             if conflict is not None:
                 return self._refuse(connection, order, event, Anomaly.BROKER_ORDER_ID_CONFLICT, conflict)
         learns_id = broker_id is not None and order.broker_order_id is None
-        legal = target is not current and _path_end(current, target, not isinstance(event, _LOCAL_EVENTS))
+        legal = target is not current and path_end(current, target, not isinstance(event, LOCAL_EVENTS))
         if target in _FILL_STATUSES and target is not current:
             detail = f"status {target.value} arrived without its fills (filled {order.filled_quantity})"
             return self._refuse(connection, order, event, Anomaly.FILL_STATUS_WITHOUT_FILL, detail)
-        if not legal and (target is current or current in _REACHABLE[target]):
+        if not legal and (target is current or current in REACHABLE[target]):
             anomaly = Anomaly.DUPLICATE_EVENT if target is current else Anomaly.STALE_EVENT
             detail = f"order is already {current.value}; the event for {target.value} changed no status"
             if learns_id:
@@ -681,7 +445,7 @@ class TradingStateStore:
         if duplicate is not None:
             detail = f"trade {fill.trade_id!s} is already recorded"
             return Applied(False, Anomaly.DUPLICATE_TRADE, order, detail)
-        problem = _fill_problem(order, fill)
+        problem = fill_problem(order, fill)
         if problem is None and order.broker_order_id is None:
             conflict = self._broker_id_conflict(connection, order, fill.venue_order_id)
             problem = None if conflict is None else (Anomaly.BROKER_ORDER_ID_CONFLICT, conflict)
@@ -692,7 +456,7 @@ class TradingStateStore:
             notional = order.filled_notional + fill.last_quantity * fill.last_price
             fees = order.fees + fill.fee
         target = S.FILLED if filled == order.quantity else S.PARTIALLY_FILLED
-        if not _path_end(order.status, target, True):
+        if not path_end(order.status, target, True):
             detail = f"cannot move from {order.status.value} to {target.value} with trade {fill.trade_id!s}"
             return self._refuse(connection, order, fill, Anomaly.ILLEGAL_TRANSITION, detail)
         with localcontext(_AVERAGE):
@@ -822,7 +586,7 @@ class TradingStateStore:
                 client_order_id=str(event.client_order_id),
                 kind=anomaly.value,
                 detail=f"order {event.client_order_id!s}: {detail}",
-                event=_json_text("event", to_record(event)),
+                event=json_text("event", to_record(event)),
             )
         )
 
@@ -846,7 +610,7 @@ class TradingStateStore:
     def _load(self, connection: sa.Connection, client_order_id: str) -> OrderRow | None:
         query = sa.select(ORDERS).where(ORDERS.c.client_order_id == str(client_order_id))
         row = connection.execute(query).first()
-        return None if row is None else _order_row(row)
+        return None if row is None else order_row(row)
 
     def order(self, client_order_id: str) -> OrderRow | None:
         """Return the order saved under ``client_order_id``, or ``None``."""
@@ -855,7 +619,7 @@ class TradingStateStore:
     def order_by_broker_id(self, broker_order_id: str) -> OrderRow | None:
         """Return the order the broker knows as ``broker_order_id``, or ``None``."""
         query = sa.select(ORDERS).where(ORDERS.c.broker_order_id == str(broker_order_id))
-        return self._read("order_by_broker_id", lambda c: _first(c, query, _order_row))
+        return self._read("order_by_broker_id", lambda c: _first(c, query, order_row))
 
     def open_orders(self) -> list[OrderRow]:
         """Return every non-terminal order, oldest first, in-flight ones included.
@@ -868,7 +632,7 @@ class TradingStateStore:
             .where(ORDERS.c.status.not_in(_TERMINAL))
             .order_by(ORDERS.c.created_ns, ORDERS.c.client_order_id)
         )
-        return self._read("open_orders", lambda c: [_order_row(row) for row in c.execute(query)])
+        return self._read("open_orders", lambda c: [order_row(row) for row in c.execute(query)])
 
     def fills(self, client_order_id: str | None = None, since_ns: int | None = None) -> list[FillRow]:
         """Return fills in time order (``ts_ns``, then insertion).
@@ -881,8 +645,8 @@ class TradingStateStore:
         if client_order_id is not None:
             query = query.where(FILLS.c.client_order_id == str(client_order_id))
         if since_ns is not None:
-            query = query.where(FILLS.c.ts_ns >= _check_ts("since_ns", since_ns))
-        return self._read("fills", lambda c: [_fill_row(row) for row in c.execute(query)])
+            query = query.where(FILLS.c.ts_ns >= check_ts("since_ns", since_ns))
+        return self._read("fills", lambda c: [fill_row(row) for row in c.execute(query)])
 
     def positions(self) -> dict[str, Decimal]:
         """Return the net quantity per symbol from every fill (buys positive, sells negative).
@@ -909,7 +673,7 @@ class TradingStateStore:
         query = sa.select(ANOMALIES).order_by(ANOMALIES.c.seq)
         if client_order_id is not None:
             query = query.where(ANOMALIES.c.client_order_id == str(client_order_id))
-        return self._read("anomalies", lambda c: [_anomaly_row(row) for row in c.execute(query)])
+        return self._read("anomalies", lambda c: [anomaly_row(row) for row in c.execute(query)])
 
     # ------------------------------------------------------------------ account and P&L
     def save_account_snapshot(
@@ -924,11 +688,11 @@ class TradingStateStore:
         if not isinstance(raw, Mapping):
             raise StoreError(f"raw must be a mapping (the broker's account payload), got {type(raw)!r}")
         values = {
-            "ts_ns": _check_ts("ts_ns", ts_ns),
-            "cash": _check_decimal("cash", cash),
-            "equity": _check_decimal("equity", equity),
-            "buying_power": _check_decimal("buying_power", buying_power),
-            "raw": _json_text("raw", dict(raw)),
+            "ts_ns": check_ts("ts_ns", ts_ns),
+            "cash": check_decimal("cash", cash),
+            "equity": check_decimal("equity", equity),
+            "buying_power": check_decimal("buying_power", buying_power),
+            "raw": json_text("raw", dict(raw)),
         }
         insert = ACCOUNT_SNAPSHOTS.insert().values(values)
         self._retrying("save_account_snapshot", None, lambda c: c.execute(insert))
@@ -937,7 +701,7 @@ class TradingStateStore:
         """Return the snapshot with the greatest ``ts_ns`` (the later-saved on a tie), or ``None``."""
         table = ACCOUNT_SNAPSHOTS
         query = sa.select(table).order_by(table.c.ts_ns.desc(), table.c.seq.desc())
-        return self._read("latest_account_snapshot", lambda c: _first(c, query.limit(1), _snapshot_row))
+        return self._read("latest_account_snapshot", lambda c: _first(c, query.limit(1), snapshot_row))
 
     def save_pnl(self, ts_ns: int, realized: Decimal, unrealized: Decimal, fees: Decimal) -> None:
         """Store realized and unrealized P&L and fees paid (USD) at ``ts_ns`` (UTC ns).
@@ -946,10 +710,10 @@ class TradingStateStore:
             StoreError: if an amount is not a finite Decimal or the database cannot be written.
         """
         values = {
-            "ts_ns": _check_ts("ts_ns", ts_ns),
-            "realized": _check_decimal("realized", realized),
-            "unrealized": _check_decimal("unrealized", unrealized),
-            "fees": _check_decimal("fees", fees),
+            "ts_ns": check_ts("ts_ns", ts_ns),
+            "realized": check_decimal("realized", realized),
+            "unrealized": check_decimal("unrealized", unrealized),
+            "fees": check_decimal("fees", fees),
         }
         insert = PNL.insert().values(values)
         self._retrying("save_pnl", None, lambda c: c.execute(insert))
@@ -958,9 +722,9 @@ class TradingStateStore:
         """Return P&L rows with ``since_ns <= ts_ns <= until_ns`` (bounds optional) in time order."""
         query = sa.select(PNL).order_by(PNL.c.ts_ns, PNL.c.seq)
         if since_ns is not None:
-            query = query.where(PNL.c.ts_ns >= _check_ts("since_ns", since_ns))
+            query = query.where(PNL.c.ts_ns >= check_ts("since_ns", since_ns))
         if until_ns is not None:
-            query = query.where(PNL.c.ts_ns <= _check_ts("until_ns", until_ns))
+            query = query.where(PNL.c.ts_ns <= check_ts("until_ns", until_ns))
         def rows(connection: sa.Connection) -> list[PnlRow]:
             return [
                 PnlRow(ts_ns=r.ts_ns, realized=r.realized, unrealized=r.unrealized, fees=r.fees)
@@ -970,7 +734,7 @@ class TradingStateStore:
         return self._read("pnl_series", rows)
 
 
-# --------------------------------------------------------------------------- engine and decoding
+# --------------------------------------------------------------------------- engine
 
 
 def _create_engine(url: sa.URL) -> sa.Engine:
@@ -1004,88 +768,3 @@ def _first(
 ) -> _T | None:
     row = connection.execute(query).first()
     return None if row is None else decode(row)
-
-
-def _stored_command(client_order_id: str, stored: str) -> SubmitOrder | None:
-    """The command stored as JSON ``stored`` (fields added since it was written take their defaults)."""
-    try:
-        command = from_record(json.loads(stored))
-    except (ValueError, DomainError) as exc:
-        raise StoreError(f"trading_orders row {client_order_id!r}: stored command is malformed: {exc}") from exc
-    return command if isinstance(command, SubmitOrder) else None
-
-
-def _order_row(row: sa.Row[Any]) -> OrderRow:
-    try:
-        command = from_record(json.loads(row.command))
-        if not isinstance(command, SubmitOrder):
-            raise DomainError(f"stored command is a {type(command).__name__}, expected SubmitOrder")
-        return OrderRow(
-            client_order_id=ClientOrderId(row.client_order_id),
-            broker_order_id=None if row.broker_order_id is None else VenueOrderId(row.broker_order_id),
-            strategy_id=None if row.strategy_id is None else StrategyId(row.strategy_id),
-            symbol=row.symbol,
-            side=OrderSide(row.side),
-            quantity=row.quantity,
-            status=OrderStatus(row.status),
-            filled_quantity=row.filled_quantity,
-            filled_notional=row.filled_notional,
-            average_fill_price=row.average_fill_price,
-            fees=row.fees,
-            replaced_by=None if row.replaced_by is None else ClientOrderId(row.replaced_by),
-            command=command,
-            created_ns=row.created_ns,
-            submitted_ns=row.submitted_ns,
-            updated_ns=row.updated_ns,
-            version=row.version,
-        )
-    except (ValueError, DomainError, InvalidOperation) as exc:
-        raise StoreError(f"trading_orders row {row.client_order_id!r} is malformed: {exc}") from exc
-
-
-def _fill_row(row: sa.Row[Any]) -> FillRow:
-    try:
-        return FillRow(
-            seq=row.seq,
-            trade_id=TradeId(row.trade_id),
-            client_order_id=ClientOrderId(row.client_order_id),
-            broker_order_id=VenueOrderId(row.broker_order_id),
-            strategy_id=StrategyId(row.strategy_id),
-            symbol=row.symbol,
-            side=OrderSide(row.side),
-            quantity=row.quantity,
-            price=row.price,
-            fee=row.fee,
-            liquidity=LiquiditySide(row.liquidity),
-            ts_ns=row.ts_ns,
-        )
-    except (ValueError, DomainError, InvalidOperation) as exc:
-        raise StoreError(f"trading_fills row {row.seq} (trade {row.trade_id!r}) is malformed: {exc}") from exc
-
-
-def _snapshot_row(row: sa.Row[Any]) -> AccountSnapshotRow:
-    try:
-        raw = json.loads(row.raw)
-    except ValueError as exc:
-        raise StoreError(f"trading_account_snapshots row {row.seq}: raw is not JSON: {exc}") from exc
-    return AccountSnapshotRow(
-        ts_ns=row.ts_ns,
-        cash=row.cash,
-        equity=row.equity,
-        buying_power=row.buying_power,
-        raw=MappingProxyType(raw),
-    )
-
-
-def _anomaly_row(row: sa.Row[Any]) -> AnomalyRow:
-    try:
-        return AnomalyRow(
-            seq=row.seq,
-            ts_ns=row.ts_ns,
-            client_order_id=None if row.client_order_id is None else ClientOrderId(row.client_order_id),
-            kind=Anomaly(row.kind),
-            detail=row.detail,
-            event=MappingProxyType(json.loads(row.event)),
-        )
-    except (ValueError, DomainError) as exc:
-        raise StoreError(f"trading_anomalies row {row.seq} is malformed: {exc}") from exc

@@ -28,7 +28,7 @@ order. Orders take effect at once: a submit answers ``new``, a cancel ``204`` an
 
 Order classes ``simple``, ``bracket``, ``oco``, ``oto`` and ``mleg`` (multi-leg options, filled
 at the quotes of :meth:`~AlpacaPaperServer.set_option_quotes`) are served as described in
-:mod:`serve.alpaca_paper._book`. A submit answers the order with its ``legs`` nested, as do
+:mod:`serve.alpaca_paper._groups`. A submit answers the order with its ``legs`` nested, as do
 ``GET /v2/orders/{id}`` and ``orders:by_client_order_id``; ``GET /v2/orders`` nests them only
 with ``nested=true`` (otherwise every leg is an order of its own). Every fault below applies to
 them as to simple orders (a rejected order takes its legs along).
