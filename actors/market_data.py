@@ -16,14 +16,55 @@
 
   The actor takes a factory, not a feed, because a feed holds threads and sockets once built
   and is built where it runs. A drain with a timeout holds the actor for up to that long.
+  :func:`alpaca_bar_feed` is the factory of ``mode: live`` (minute bars, REST gap backfill).
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import ray
 
-from amcp.data.live import LiveMarketData
+from amcp.data.live import AlpacaLiveFeed, LiveMarketData, rest_backfill
 from amcp.data.replay import ReplayFeed
 
 MarketDataActor = ray.remote(ReplayFeed)
 
 
 LiveMarketDataActor = ray.remote(LiveMarketData)
+
+
+@dataclass(frozen=True)
+class AlpacaBarFeedSettings:
+    """What :func:`alpaca_bar_feed` builds a feed from (picklable: it travels to the actor).
+
+    Attributes:
+        api_key, secret_key: the account's key pair (never logged).
+        symbols: stock symbols to subscribe to (minute bars only).
+        feed: ``"iex"`` or ``"sip"``.
+        stream_url: stock stream websocket URL; None for Alpaca's.
+        rest_url: market-data REST base URL for gap backfill; None for Alpaca's.
+        backfill: whether to fetch the bars of a stream gap over REST.
+    """
+
+    api_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    symbols: tuple[str, ...]
+    feed: str = "iex"
+    stream_url: str | None = None
+    rest_url: str | None = None
+    backfill: bool = True
+
+
+def alpaca_bar_feed(settings: AlpacaBarFeedSettings) -> AlpacaLiveFeed:
+    """An :class:`AlpacaLiveFeed` of minute bars for ``settings.symbols``, with REST gap backfill
+    when ``settings.backfill`` (built inside the actor: ``partial(alpaca_bar_feed, settings)``)."""
+    from amcp.data.alpaca_source import AlpacaHistoricalSource
+
+    backfill = None
+    if settings.backfill:
+        source = AlpacaHistoricalSource(settings.api_key, settings.secret_key, url_override=settings.rest_url,
+                                        feed=settings.feed)
+        backfill = rest_backfill(source)
+    return AlpacaLiveFeed(settings.api_key, settings.secret_key, stock_url=settings.stream_url, feed=settings.feed,
+                          symbols=settings.symbols, channels=("bars",), backfill=backfill)

@@ -19,23 +19,39 @@ cycles after it run again exactly as before: every component is deterministic gi
 the venue's seeded latency generator included. The driver side is :func:`drive_orchestrator`,
 which retries a call a crash interrupted and keeps reports by cycle. Without a journal database
 nothing is checkpointed and a paper orchestrator is not restarted.
+
+Live mode (``mode: live``). The panel is the warm-up history: the constructor feeds it to the
+strategies only (:func:`amcp.engine.live_cycles.warm_up`: no orders, no risk, no broker), then
+starts a LiveMarketDataActor on Alpaca's minute-bar stream. Each :meth:`TradingOrchestrator.poll_live`
+drains the feed into a :class:`~amcp.engine.live_cycles.LiveBarBatcher` and runs one cycle per
+session that closed, checkpointed as in paper mode; :func:`drive_live` calls it until enough
+sessions ran or the driver is told to stop. The first live session is the exchange session after
+the history's last (after a restart: after the last cycle's). A restart loses the minute bars of
+the session in progress that reached the old feed: that session's open, high, low and volume
+then cover only the bars since the restart (its close, what the strategies use, is the last bar's).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections import deque
+from datetime import date
+from functools import partial
 from typing import Any, Callable
 
 import ray
 
 from actors.invoker import RayInvoker
-from actors.market_data import MarketDataActor
+from actors.market_data import AlpacaBarFeedSettings, LiveMarketDataActor, MarketDataActor, alpaca_bar_feed
 from actors.planes import build_plane
 from amcp.config import TradeConfig
 from amcp.data.bars import BarPanel
+from amcp.data.calendar import TradingCalendar
+from amcp.domain.data import Bar, BarBatch
 from amcp.engine.checkpoint import Checkpoint, CheckpointError, CheckpointStore
 from amcp.engine.cycle import CycleReport, TradingKernel
+from amcp.engine.live_cycles import LiveBarBatcher, next_session, warm_up
 from amcp.errors import AmcpError
 
 ORCHESTRATOR_NAME = "orchestrator"
@@ -50,6 +66,12 @@ class OrchestratorUnavailableError(AmcpError):
     """The orchestrator kept failing: more crashes than it may be restarted for."""
 
     exit_code = 1  # the run failed on the way; not bad input (exit 2)
+
+
+class OrchestratorModeError(AmcpError):
+    """A call that belongs to the other mode (``run_until`` live, ``poll_live`` replaying)."""
+
+    exit_code = 1
 
 
 class _CrashAfterJournalWrite(RayInvoker):
@@ -77,7 +99,7 @@ class TradingOrchestrator:
 
     Args:
         config: the run's configuration.
-        panel: the bars to replay, one batch per cycle.
+        panel: the bars to replay, one batch per cycle; in live mode the warm-up history.
         run_id: the run; it keys the journal and the checkpoints.
         journal_url: the journal (and checkpoint) database; None keeps neither.
         crash_at: test hook ``(cycle, marker_path)``: exit the process right after the first
@@ -93,9 +115,18 @@ class TradingOrchestrator:
         self.config = config
         self.run_id = run_id
         options = {"num_cpus": config.ray.actor_num_cpus}
-        self.market_data = MarketDataActor.options(**options).remote(panel)
+        self.live = config.mode == "live"
         self.symbols: tuple[str, ...] = panel.symbols
-        self.total_cycles = len(panel)
+        if self.live:
+            api_key, secret_key = config.broker.credentials()
+            data = config.live_data
+            feed = AlpacaBarFeedSettings(api_key=api_key, secret_key=secret_key, symbols=panel.symbols, feed=data.feed,
+                                         stream_url=data.stream_url_override, rest_url=data.rest_url_override,
+                                         backfill=data.backfill)
+            self.market_data = LiveMarketDataActor.options(**options).remote(partial(alpaca_bar_feed, feed))
+        else:
+            self.market_data = MarketDataActor.options(**options).remote(panel)
+        self.total_cycles: int | None = None if self.live else len(panel)
         self.plane = build_plane(config, self.symbols, run_id, journal_url)
         self._invoker = RayInvoker()
         cycle_invoker = self._invoker if crash_at is None else _CrashAfterJournalWrite(*crash_at)
@@ -103,13 +134,30 @@ class TradingOrchestrator:
         self._pending: list[CycleReport] = []  # reports the driver has not acknowledged, by cycle
         self._store = CheckpointStore(journal_url, run_id) if journal_url else None
         self.restarts = 0
-        self._cycle_checkpoints = 0  # taken by run_until in this process, and their wall time
+        self._cycle_checkpoints = 0  # taken by run_until / poll_live in this process, and their wall time
         self._cycle_checkpoint_seconds = 0.0
+        self.warm_up_sessions = 0  # live: history sessions fed to the strategies by this process
+        self._batcher: LiveBarBatcher | None = None  # live: minute bars -> session batches
+        self._ready: deque[BarBatch] = deque()  # live: sessions closed but not run yet (past the target)
         if ray.get_runtime_context().was_current_actor_reconstructed:
             self._resume()
-        elif self._store is not None:
-            self._store.discard()  # a new orchestrator starts the run's checkpoints afresh
-            self._checkpoint()
+        else:
+            if self.live:
+                self.warm_up_sessions = warm_up(self.plane.strategies, self._invoker, panel.batches())
+            if self._store is not None:
+                self._store.discard()  # a new orchestrator starts the run's checkpoints afresh
+                self._checkpoint()
+        if self.live:
+            self._start_live(panel)
+
+    def _start_live(self, panel: BarPanel) -> None:
+        """Build the session batcher (from the session after the last cycle's, or the history's) and start the feed."""
+        data = self.config.live_data
+        calendar = TradingCalendar(data.exchange)
+        last: date = self.kernel.session or date.fromisoformat(str(panel.dates[-1]))
+        grace_ns = None if data.close_grace_s is None else int(data.close_grace_s * 1e9)
+        self._batcher = LiveBarBatcher(self.symbols, next_session(calendar, last), calendar, grace_ns)
+        ray.get(self.market_data.start.remote())
 
     # ------------------------------------------------------------------ checkpoints
     def _stateful_components(self) -> dict[str, Any]:
@@ -164,10 +212,12 @@ class TradingOrchestrator:
 
     # ------------------------------------------------------------------ API
     def identity(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "total_cycles": self.total_cycles, "symbols": len(self.symbols)}
+        return {"run_id": self.run_id, "total_cycles": self.total_cycles, "symbols": len(self.symbols),
+                "warm_up_sessions": self.warm_up_sessions}
 
     def status(self) -> dict[str, Any]:
-        """The run's progress, restarts and the cost of the checkpoints ``run_until`` took in this process."""
+        """The run's progress, restarts, the cost of the checkpoints cycles took in this process (live: the
+        feed's and the session batcher's counters)."""
         return {
             "run_id": self.run_id,
             "cycles_done": self.kernel.cycles_done,
@@ -176,7 +226,15 @@ class TradingOrchestrator:
             "restarts": self.restarts,
             "cycle_checkpoints": self._cycle_checkpoints,
             "cycle_checkpoint_seconds": self._cycle_checkpoint_seconds,
+            **self._live_status(),
         }
+
+    def _live_status(self) -> dict[str, Any]:
+        if self._batcher is None:
+            return {}
+        return {"warm_up_sessions": self.warm_up_sessions, "next_session": self._batcher.next_session.isoformat(),
+                "live_bars": self._batcher.stats(),
+                "feed": ray.get(self.market_data.stats.remote())}
 
     def components(self) -> dict[str, Any]:
         """The component actor handles by role (market data and journal included), for supervision."""
@@ -194,30 +252,68 @@ class TradingOrchestrator:
                 returns the report of every cycle from there on, including cycles a crashed
                 incarnation ran and checkpointed before the caller got them. None: return
                 only the cycles this call runs.
+
+        Raises:
+            OrchestratorModeError: in live mode (see :meth:`poll_live`).
         """
+        if self.total_cycles is None:
+            raise OrchestratorModeError("run_until replays a panel; a live orchestrator runs cycles with poll_live")
+        self._keep_pending(from_cycle)
+        target = min(target_cycle, self.total_cycles)
+        chunk = self.config.ray.cycles_per_call
+        while self.kernel.cycles_done < target:
+            start = self.kernel.cycles_done
+            stop = min(target, start + chunk)
+            for batch in ray.get(self.market_data.batches.remote(start, stop)):
+                self._run_cycle(batch)
+        return list(self._pending)
+
+    def poll_live(self, target_cycle: int | None = None, from_cycle: int | None = None) -> list[CycleReport]:
+        """Live mode: take the minute bars that arrived (waiting up to ``live_data.poll_timeout_s``
+        for the first), run a cycle for every session they (or the clock) closed, return reports.
+
+        Args:
+            target_cycle: run no cycle past this many in all (sessions closed beyond it wait for
+                a later call); None: no limit.
+            from_cycle: as in :meth:`run_until`.
+
+        Raises:
+            OrchestratorModeError: when not in live mode.
+        """
+        if self._batcher is None:
+            raise OrchestratorModeError("poll_live needs mode live; a replay runs cycles with run_until")
+        self._keep_pending(from_cycle)
+        events = ray.get(self.market_data.drain.remote(None, self.config.live_data.poll_timeout_s))
+        for event in events:
+            if isinstance(event, Bar):
+                self._ready.extend(self._batcher.on_bar(event))
+        self._ready.extend(self._batcher.on_clock(time.time_ns()))
+        while self._ready and (target_cycle is None or self.kernel.cycles_done < target_cycle):
+            self._run_cycle(self._ready.popleft())
+        return list(self._pending)
+
+    def _keep_pending(self, from_cycle: int | None) -> None:
+        """Drop the reports the driver holds (all of them when ``from_cycle`` is None)."""
         if from_cycle is None:
             self._pending = []
         else:
             self._pending = [report for report in self._pending if report.cycle >= from_cycle]
-        target = min(target_cycle, self.total_cycles)
-        chunk = self.config.ray.cycles_per_call
-        every = self.config.ray.checkpoint_every_cycles
-        while self.kernel.cycles_done < target:
-            start = self.kernel.cycles_done
-            stop = min(target, start + chunk)
-            batches = ray.get(self.market_data.batches.remote(start, stop))
-            for batch in batches:
-                self._pending.append(self.kernel.run_cycle(batch))
-                if self.kernel.cycles_done % every == 0:
-                    self._cycle_checkpoint_seconds += self._checkpoint()
-                    self._cycle_checkpoints += 1
-        return list(self._pending)
+
+    def _run_cycle(self, batch: BarBatch) -> None:
+        """Run one cycle, keep its report, and checkpoint every ``ray.checkpoint_every_cycles`` cycles."""
+        self._pending.append(self.kernel.run_cycle(batch))
+        if self.kernel.cycles_done % self.config.ray.checkpoint_every_cycles == 0:
+            self._cycle_checkpoint_seconds += self._checkpoint()
+            self._cycle_checkpoints += 1
 
     def engage_kill_switch(self, reason: str) -> CycleReport:
-        """Halt trading and cancel working orders, at the time of the last cycle's bars (checkpointed)."""
-        last = max(self.kernel.cycles_done - 1, 0)
-        batch = ray.get(self.market_data.batches.remote(last, last + 1))[0]
-        report = self.kernel.engage_kill_switch(batch.ts_ns, reason)
+        """Halt trading and cancel working orders, at the time of the last cycle's bars (live: now; checkpointed)."""
+        if self.live:
+            ts_ns = time.time_ns()
+        else:
+            last = max(self.kernel.cycles_done - 1, 0)
+            ts_ns = ray.get(self.market_data.batches.remote(last, last + 1))[0].ts_ns
+        report = self.kernel.engage_kill_switch(ts_ns, reason)
         self._checkpoint()
         return report
 
@@ -226,6 +322,8 @@ class TradingOrchestrator:
 
     def shutdown(self) -> None:
         """Stop the component actors (the orchestrator itself is killed by its owner)."""
+        if self.live:
+            ray.get(self.market_data.stop.remote())  # close the stream's socket before the kill
         for handle in [self.market_data, self.plane.broker, self.plane.oms, self.plane.portfolio, self.plane.risk,
                        *self.plane.strategies]:
             ray.kill(handle)
@@ -251,12 +349,16 @@ def get_or_create_orchestrator(
 
     A paper orchestrator with a journal is restarted up to ``config.ray.orchestrator_max_restarts``
     times; without a journal it is not restarted (it has no checkpoint to resume from). Calls
-    are never retried by Ray: :func:`drive_orchestrator` retries them. Keep ``panel_ref`` alive
+    are never retried by Ray: :func:`drive_orchestrator` retries them. In mode ``live`` the
+    broker's key pair is read here, in the driver, and handed to the orchestrator (and the actors
+    it creates) as their environment variables ``broker.key_env`` / ``broker.secret_env``: actor
+    processes do not inherit the driver's environment. Keep ``panel_ref`` alive
     (hold the ``ray.put`` result) for the whole run: a restarted orchestrator reads it again, and
     Ray frees an object nobody references once the first constructor has run.
 
     Raises:
         OrchestratorConflictError: if an orchestrator of another run is alive.
+        ConfigError: mode ``live`` without the key pair in the environment.
     """
     options: dict[str, Any] = {
         "name": ORCHESTRATOR_NAME,
@@ -269,6 +371,9 @@ def get_or_create_orchestrator(
     }
     if detached:
         options.update(lifetime="detached", max_restarts=-1)
+    if config.mode == "live":
+        key, secret = config.broker.credentials()
+        options["runtime_env"] = {"env_vars": {config.broker.key_env: key, config.broker.secret_env: secret}}
     handle = OrchestratorActor.options(**options).remote(config, panel_ref, run_id, journal_url, crash_at)
     identity = ray.get(handle.identity.remote())
     if identity["run_id"] != run_id:
@@ -318,17 +423,8 @@ def drive_orchestrator(
             new = ray.get(handle.run_until.remote(min(done + cycles_per_call, target_cycle), done))
         except ray.exceptions.RayActorError as exc:
             failures += 1
-            where = f"the orchestrator failed {failures} times at cycle {done} of {target_cycle}"
-            if failures > max_failures:
-                raise OrchestratorUnavailableError(
-                    f"{where} (restart budget ray.orchestrator_max_restarts={max_failures}); last error: {exc}"
-                ) from exc
-            try:
-                ray.get(handle.status.options(max_task_retries=-1).remote(), timeout=restart_timeout_s)
-            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as wait_exc:
-                raise OrchestratorUnavailableError(
-                    f"{where} and did not come back within {restart_timeout_s:g} s: {wait_exc}"
-                ) from wait_exc
+            _await_restart(handle, exc, f"the orchestrator failed {failures} times at cycle {done} of {target_cycle}",
+                           failures, max_failures, restart_timeout_s)
             continue
         for report in new:
             reports[report.cycle] = report
@@ -337,3 +433,70 @@ def drive_orchestrator(
         if len(reports) == done:
             break  # the panel ends before target_cycle
     return failures
+
+
+def drive_live(
+    handle: Any,
+    target_cycle: int | None,
+    reports: dict[int, CycleReport],
+    max_failures: int,
+    stop: Callable[[], bool],
+    progress: Callable[[list[CycleReport]], object] | None = None,
+    restart_timeout_s: float = 300.0,
+) -> int:
+    """Live mode: call ``poll_live`` until ``reports`` holds ``target_cycle`` cycles or ``stop()`` is true.
+
+    ``stop`` is asked between calls, so a stop takes effect after the cycle in progress (a call
+    waits at most ``live_data.poll_timeout_s`` for market data, plus the cycles it runs). Crashes
+    are survived as in :func:`drive_orchestrator`.
+
+    Args:
+        handle: the orchestrator.
+        target_cycle: sessions to run; None: until ``stop()``.
+        reports: cycle -> report, filled in place; it must hold cycles ``0 .. len - 1``.
+        max_failures: failed calls to survive.
+        stop: whether to stop now (a signal handler's flag).
+        progress: called with each call's new reports, in cycle order.
+        restart_timeout_s: how long to wait for a restarted orchestrator, in seconds.
+
+    Returns:
+        How many failed calls it survived.
+
+    Raises:
+        OrchestratorUnavailableError: as :func:`drive_orchestrator`.
+    """
+    failures = 0
+    while (target_cycle is None or len(reports) < target_cycle) and not stop():
+        done = len(reports)
+        try:
+            new = ray.get(handle.poll_live.remote(target_cycle, done))
+        except ray.exceptions.RayActorError as exc:
+            failures += 1
+            _await_restart(handle, exc, f"the live orchestrator failed {failures} times after {done} sessions",
+                           failures, max_failures, restart_timeout_s)
+            continue
+        for report in new:
+            reports[report.cycle] = report
+        if progress is not None and new:
+            progress(sorted(new, key=lambda report: report.cycle))
+    return failures
+
+
+def _await_restart(handle: Any, error: Exception, where: str, failures: int, max_failures: int,
+                   restart_timeout_s: float) -> None:
+    """Return once a failed orchestrator answers again (Ray restarted it).
+
+    Raises:
+        OrchestratorUnavailableError: past ``max_failures`` failures, or when it does not answer
+            within ``restart_timeout_s`` seconds.
+    """
+    if failures > max_failures:
+        raise OrchestratorUnavailableError(
+            f"{where} (restart budget ray.orchestrator_max_restarts={max_failures}); last error: {error}"
+        ) from error
+    try:
+        ray.get(handle.status.options(max_task_retries=-1).remote(), timeout=restart_timeout_s)
+    except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as wait_exc:
+        raise OrchestratorUnavailableError(
+            f"{where} and did not come back within {restart_timeout_s:g} s: {wait_exc}"
+        ) from wait_exc

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime, time, timezone
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,9 @@ from actors.risk import RiskActor
 from actors.strategy import StrategyActor
 from amcp.backtest.engine import capital_fractions, split_strategies
 from amcp.config import TradeConfig
+from amcp.data.calendar import TradingCalendar
 from amcp.engine.cycle import Plane
+from amcp.engine.live_cycles import next_session
 from amcp.errors import ConfigError
 from amcp.execution.live_plane import LiveBrokerSettings
 
@@ -116,22 +118,46 @@ def prepare_run(config: TradeConfig, run_dir: Path) -> TradeConfig:
     """Resolve, in the driver, what a live mode's actors need: the state database
     (``state.database_url``, else ``DATABASE_URL``, else ``state.sqlite`` in ``run_dir``).
 
+    In ``mode: live`` the historical bars of ``data:`` only warm the strategies up; the cycles
+    come from the live feed (:meth:`actors.orchestrator.TradingOrchestrator.poll_live`).
+
     Raises:
-        ConfigError: for ``mode: live``: this job replays the configured historical bars
-            (MarketDataActor over a BarPanel), and a live account must never trade on them; the
-            orchestrator does not yet take its cycles from LiveMarketDataActor.
+        ConfigError: ``mode: live`` without the broker's key pair in the environment (checked
+            here, before anything starts).
     """
     if config.mode == "paper":
         return config
     if config.mode == "live":
-        raise ConfigError(
-            "mode: live is not runnable by pipelines.trade yet: the orchestrator replays the historical bars of "
-            "data: (MarketDataActor over a BarPanel), and an Alpaca account must not trade on them. It needs "
-            "cycles built from the live feed (LiveMarketDataActor's Bar events grouped into BarBatches at each "
-            "session close) and strategy warm-up history; the live plane itself (actors.planes.build_plane) is ready"
-        )
+        config.broker.credentials()
     state = config.state.model_copy(update={"database_url": config.state.resolve(run_dir)})
     return config.model_copy(update={"state": state})
+
+
+def first_live_session(config: TradeConfig, history_end: date, now_ns: int) -> date:
+    """Mode ``live``: the first session the job trades, the exchange session after ``history_end``.
+
+    Args:
+        config: the run's configuration (``live_data.exchange``, ``live_data.close_grace_s``).
+        history_end: the last session of the warm-up history (``data:``).
+        now_ns: the wall clock, UTC nanoseconds.
+
+    Raises:
+        ConfigError: if that session closed (plus ``live_data.close_grace_s``) before ``now_ns``:
+            the stream does not replay it, so the strategies would miss it. Not checked when
+            ``close_grace_s`` is null (a replayed feed, whose bars are not in real time).
+    """
+    calendar = TradingCalendar(config.live_data.exchange)
+    first = next_session(calendar, history_end)
+    grace_s = config.live_data.close_grace_s
+    if grace_s is not None:
+        close_ns = int(calendar.opens_closes_ns(first, first)[1][0])
+        if now_ns >= close_ns + int(grace_s * 1e9):
+            raise ConfigError(
+                f"mode live: the history (data:) ends {history_end}, but the next {calendar.exchange} session, "
+                f"{first}, has closed already: the strategies would miss it. Bring data: up to the last closed "
+                f"session (ingest it into the store, or set data.end) and start again"
+            )
+    return first
 
 
 def broker_statement(config: TradeConfig, run_id: str, run_dir: Path) -> dict[str, Any]:

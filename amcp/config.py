@@ -396,6 +396,30 @@ class EventsConfig(_Model):
     stream: str = Field("amcp:events", min_length=1, description="the stream's key")
 
 
+class LiveDataConfig(_Model):
+    """Mode ``live``'s market data: Alpaca's stock stream of minute bars, one daily cycle per session.
+
+    The key pair is the broker's (``broker.key_env`` / ``broker.secret_env``): Alpaca serves
+    market data and trading to the same account key.
+    """
+
+    feed: Literal["iex", "sip"] = Field("iex", description="stock feed: iex (free plan) or sip (all exchanges)")
+    stream_url_override: str | None = Field(
+        None, pattern=r"^wss?://\S+$", description="stock stream websocket URL of an Alpaca-compatible server"
+    )
+    rest_url_override: str | None = Field(
+        None, pattern=r"^https?://\S+$", description="market-data REST base URL (gap backfill) of such a server"
+    )
+    backfill: bool = Field(True, description="fetch the minute bars a stream gap lost over REST")
+    exchange: str = Field("XNYS", min_length=1, description="exchange calendar of the sessions (XNYS, XNAS)")
+    close_grace_s: float | None = Field(
+        120.0, ge=0,
+        description="a session's cycle runs at its close plus this many wall-clock seconds, or at the first "
+        "bar after the close if sooner; null: only at that bar (a replayed feed, whose bars are not in real time)",
+    )
+    poll_timeout_s: float = Field(1.0, gt=0, description="how long one orchestrator call waits for market data")
+
+
 class TradeConfig(_JobConfig):
     """``configs/paper.yaml``, ``paper_server.yaml``, ``live.yaml``: the trading plane on Ray.
 
@@ -413,6 +437,7 @@ class TradeConfig(_JobConfig):
     broker: AlpacaBrokerSettings = AlpacaBrokerSettings()
     state: StateConfig = StateConfig()
     events: EventsConfig = EventsConfig()
+    live_data: LiveDataConfig = LiveDataConfig()
 
     @model_validator(mode="after")
     def _server_urls(self) -> TradeConfig:

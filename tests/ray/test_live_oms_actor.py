@@ -18,7 +18,7 @@ from amcp.risk.engine import RiskContext
 from amcp.store.audit import AuditLog
 from amcp.store.state import TradingStateStore
 from serve.alpaca_paper import AlpacaPaperServer
-from tests.unit.execution.test_live_engine import SYMBOLS, T0, _bars
+from tests.unit.execution._invariants import SYMBOLS, T0, bars
 
 pytestmark = pytest.mark.ray
 
@@ -39,7 +39,7 @@ def test_a_killed_oms_actor_restarts_reconciles_and_sends_nothing_twice(ray_loca
     ray = ray_local
     url = f"sqlite:///{tmp_path / 'state.sqlite'}"
     with AlpacaPaperServer(start_ts_ns=T0, venue_config=EXACT) as server:
-        server.advance(_bars(T0, 100.0))
+        server.advance(bars(T0, 100.0))
         broker = {"api_key": "test-key", "secret_key": "test-secret", "url_override": server.url}
         oms = LiveOMSActor.remote(broker, url, RiskConfig(duplicate_intent_window_s=0),
                                   crash_at=(point, str(tmp_path / "crashed")))
@@ -57,7 +57,7 @@ def test_a_killed_oms_actor_restarts_reconciles_and_sends_nothing_twice(ray_loca
                 break
         now = T0 + DAY_NS
         if not crashed:  # the mid-fill point: the crash comes while recording fills
-            server.advance(_bars(now, 99.0))
+            server.advance(bars(now, 99.0))
             try:
                 ray.get(oms.on_trade_updates.remote(server.trade_updates, "s1"))
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
@@ -69,7 +69,7 @@ def test_a_killed_oms_actor_restarts_reconciles_and_sends_nothing_twice(ray_loca
         for order in orders:  # the strategy re-emits its intents
             ray.get(oms.submit.remote([order], _ctx(T0)))
         if point != "fill_applied":
-            server.advance(_bars(now, 99.0))
+            server.advance(bars(now, 99.0))
         ray.get(oms.on_trade_updates.remote(server.trade_updates, "s1"))
         assert ray.get(oms.reconcile.remote())["ok"]
         placed = Counter(o.client_order_id for o in _all_orders(server))

@@ -77,12 +77,6 @@ def test_paper_and_paper_server_modes_trade_alike_on_the_same_bars(ray_local, tm
     assert server["final_equity"] == pytest.approx(paper["final_equity"], rel=1e-9)
 
 
-def test_mode_live_is_refused_by_the_job_with_the_reason(ray_local, tmp_path, capsys) -> None:
-    code, summary = _run(tmp_path, _config(tmp_path, "live"), "live-refused", capsys)
-
-    assert code == 2 and not summary["ok"] and "LiveMarketDataActor" in summary["error"]
-
-
 def test_the_live_plane_trades_against_an_alpaca_compatible_url(ray_local, tmp_path, monkeypatch) -> None:
     ray = ray_local
     raw = _config(tmp_path, "live")
