@@ -20,6 +20,15 @@ the venue's seeded latency generator included. The driver side is :func:`drive_o
 which retries a call a crash interrupted and keeps reports by cycle. Without a journal database
 nothing is checkpointed and a paper orchestrator is not restarted.
 
+Broker-backed modes (``paper_server``, ``live``). The broker and the state database are not
+rolled back with the checkpoint: the venue outlives the orchestrator (the driver owns the paper
+server, see :func:`actors.planes.start_paper_server`), and the restarted orchestrator's new
+LiveBrokerActor reconciles the state database with it, keeping trading HALTED unless they agree.
+The orchestrator checkpoints after every cycle here, so a crash re-runs only the cycle it
+interrupted; that cycle's broker events come from the state database's audit log
+(:class:`actors.planes.BrokerEventReplay`), and the intents it sends again are recognised by
+client order id, never sent twice.
+
 Live mode (``mode: live``). The panel is the warm-up history: the constructor feeds it to the
 strategies only (:func:`amcp.engine.live_cycles.warm_up`: no orders, no risk, no broker), then
 starts a LiveMarketDataActor on Alpaca's minute-bar stream. Each :meth:`TradingOrchestrator.poll_live`
@@ -44,7 +53,7 @@ import ray
 
 from actors.invoker import RayInvoker
 from actors.market_data import AlpacaBarFeedSettings, LiveMarketDataActor, MarketDataActor, alpaca_bar_feed
-from actors.planes import build_plane
+from actors.planes import REPLAY_ROLE, BrokerEventReplay, build_plane
 from amcp.config import TradeConfig
 from amcp.data.bars import BarPanel
 from amcp.data.calendar import TradingCalendar
@@ -127,9 +136,14 @@ class TradingOrchestrator:
         else:
             self.market_data = MarketDataActor.options(**options).remote(panel)
         self.total_cycles: int | None = None if self.live else len(panel)
+        # broker-backed modes with checkpoints: the watermark of the broker events (before the broker actor exists)
+        self._replay = (BrokerEventReplay(str(config.state.database_url))
+                        if config.mode != "paper" and journal_url and config.state.database_url else None)
         self.plane = build_plane(config, self.symbols, run_id, journal_url)
         self._invoker = RayInvoker()
-        cycle_invoker = self._invoker if crash_at is None else _CrashAfterJournalWrite(*crash_at)
+        cycle_invoker: Any = self._invoker if crash_at is None else _CrashAfterJournalWrite(*crash_at)
+        if self._replay is not None:
+            cycle_invoker = self._replay.wrap(cycle_invoker, self.plane.broker)
         self.kernel = TradingKernel(self.plane, cycle_invoker, bars_close_session=True)
         self._pending: list[CycleReport] = []  # reports the driver has not acknowledged, by cycle
         self._store = CheckpointStore(journal_url, run_id) if journal_url else None
@@ -176,6 +190,9 @@ class TradingOrchestrator:
         calls = [(handle, "checkpoint_state", ()) for handle in roles.values()]
         calls.append((self.plane.journal, "last_seq", ()))
         *snapshots, journal_seq = self._invoker.gather(calls)
+        states = dict(zip(roles, snapshots))
+        if self._replay is not None:
+            states[REPLAY_ROLE] = self._replay.checkpoint_state()
         self._store.save(
             Checkpoint(
                 run_id=self.run_id,
@@ -183,7 +200,7 @@ class TradingOrchestrator:
                 journal_seq=journal_seq,
                 restarts=self.restarts,
                 kernel_state=self.kernel.state(),
-                component_states=dict(zip(roles, snapshots)),
+                component_states=states,
                 pending_reports=tuple(self._pending),
             )
         )
@@ -197,11 +214,14 @@ class TradingOrchestrator:
             )
         checkpoint = self._store.latest()
         roles = self._stateful_components()
-        if set(checkpoint.component_states) != set(roles):
+        expected = set(roles) if self._replay is None else {*roles, REPLAY_ROLE}
+        if set(checkpoint.component_states) != expected:
             raise CheckpointError(
                 f"checkpoint of run {self.run_id} at cycle {checkpoint.cycles_done} holds components "
-                f"{sorted(checkpoint.component_states)}, this orchestrator has {sorted(roles)}"
+                f"{sorted(checkpoint.component_states)}, this orchestrator has {sorted(expected)}"
             )
+        if self._replay is not None:
+            self._replay.restore_state(checkpoint.component_states[REPLAY_ROLE])
         calls = [(handle, "restore_state", (checkpoint.component_states[role],)) for role, handle in roles.items()]
         calls.append((self.plane.journal, "restore_to", (checkpoint.journal_seq,)))
         self._invoker.gather(calls)
@@ -300,9 +320,14 @@ class TradingOrchestrator:
             self._pending = [report for report in self._pending if report.cycle >= from_cycle]
 
     def _run_cycle(self, batch: BarBatch) -> None:
-        """Run one cycle, keep its report, and checkpoint every ``ray.checkpoint_every_cycles`` cycles."""
+        """Run one cycle, keep its report, and checkpoint every ``ray.checkpoint_every_cycles`` cycles
+        (broker-backed modes: every cycle, see the module docstring)."""
         self._pending.append(self.kernel.run_cycle(batch))
-        if self.kernel.cycles_done % self.config.ray.checkpoint_every_cycles == 0:
+        every = self.config.ray.checkpoint_every_cycles
+        if self._replay is not None:
+            self._replay.mark()
+            every = 1
+        if self.kernel.cycles_done % every == 0:
             self._cycle_checkpoint_seconds += self._checkpoint()
             self._cycle_checkpoints += 1
 
@@ -314,6 +339,8 @@ class TradingOrchestrator:
             last = max(self.kernel.cycles_done - 1, 0)
             ts_ns = ray.get(self.market_data.batches.remote(last, last + 1))[0].ts_ns
         report = self.kernel.engage_kill_switch(ts_ns, reason)
+        if self._replay is not None:
+            self._replay.mark()
         self._checkpoint()
         return report
 
@@ -332,6 +359,8 @@ class TradingOrchestrator:
             ray.kill(self.plane.journal)
         if self._store is not None:
             self._store.close()
+        if self._replay is not None:
+            self._replay.close()
 
 
 OrchestratorActor = ray.remote(TradingOrchestrator)

@@ -236,7 +236,8 @@ class RayConfig(_Model):
         50, ge=1,
         description="the orchestrator checkpoints after every this many cycles (to the journal database); "
         "a restart re-runs at most this many cycles. Each checkpoint costs ~10-120 ms on the sample, "
-        "growing with the run (measured), so replays checkpoint sparsely and live runs every cycle",
+        "growing with the run (measured), so replays checkpoint sparsely; the broker-backed modes "
+        "(paper_server, live) checkpoint every cycle whatever this says",
     )
     orchestrator_max_restarts: int = Field(
         3, ge=0, description="times Ray restarts a crashed paper-mode orchestrator; it resumes from its checkpoint"

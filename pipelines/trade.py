@@ -48,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         import ray
 
         from actors.orchestrator import drive_orchestrator, get_or_create_orchestrator
-        from actors.planes import broker_statement, first_live_session, prepare_run
+        from actors.planes import (
+            broker_statement,
+            first_live_session,
+            prepare_run,
+            start_paper_server,
+            stop_paper_server,
+        )
         from amcp.engine.cycle import CycleReport
         from amcp.engine.recorder import RunRecorder
 
@@ -68,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         journal_url = config.journal.url or f"sqlite:///{(run_dir / 'journal.sqlite').resolve()}"
         config = prepare_run(config, run_dir)  # live modes: the state database (and live: the key pair)
         started = connect_ray(config.ray.address, config.ray.namespace)
+        venue = None  # paper_server: the driver's venue, so it outlives a crashed orchestrator
         try:
+            if config.mode == "paper_server":  # the handle is held for the whole run: Ray ends an actor
+                venue = start_paper_server(config, panel.symbols, run_id)  # nobody holds, named or not
             panel_ref = ray.put(panel)  # held for the whole run: a restarted orchestrator reads it again
             orchestrator = get_or_create_orchestrator(config, panel_ref, run_id, journal_url)
             reports: dict[int, CycleReport] = {}  # by cycle: a cycle re-run after a restart replaces its report
@@ -90,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             ray.get(orchestrator.shutdown.remote())
             ray.kill(orchestrator)
         finally:
+            if venue is not None:
+                stop_paper_server(run_id)
             if started:
                 ray.shutdown()
         finish(result=recorder.result(), mode=config.mode, config=config, panel=panel, quality=quality,
