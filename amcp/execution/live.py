@@ -8,12 +8,17 @@ Its invariants are the issue's: an order is never lost, never duplicated, never 
   HALTED, nothing is sent.
 - The intent is persisted (:meth:`TradingStateStore.save_intent`) and audited **before** the
   request; the request is marked sent before it goes out. A restart therefore finds every order
-  that may have reached the broker.
+  that may have reached the broker. When the audit log lives in the state store's database
+  (:meth:`AuditLog.shares_database`; ``LiveOMS`` always), the intent is written already marked
+  sent (``pending_new``) with its audit row in one transaction, one commit before the request;
+  otherwise the marked intent and its audit row are two commits.
 - An intent already known to the store is never sent again by :meth:`submit`; re-sending is
   the reconciler's decision, always with the same client order id (which the broker refuses to
   duplicate).
 - Broker events go through :meth:`TradingStateStore.apply`, which refuses duplicates, illegal
-  transitions and overfills (an overfill also halts the symbol), and every event is audited.
+  transitions and overfills (an overfill also halts the symbol), and every event is audited (in
+  the same transaction when the audit log shares the database: an event is recorded only with
+  its audit row).
 - The database down (a PostgreSQL restart): an intent that cannot be persisted is denied
   (``state_unavailable``) and never sent; a broker event that cannot be recorded leaves the
   engine un-reconciled, so nothing more is sent until :meth:`LiveExecutionEngine.reconcile`
@@ -61,7 +66,16 @@ from amcp.domain.messages import (
 from amcp.domain.serialization import to_record
 from amcp.errors import ExecutionError, StoreError
 from amcp.risk.engine import RiskContext, RiskEngine
-from amcp.store.state import LEG_TAG_PREFIX, Anomaly, OrderRow, TradingStateStore
+from amcp.store.audit import AuditEntry, AuditLog
+from amcp.store.state import (
+    LEG_TAG_PREFIX,
+    Anomaly,
+    Applied,
+    EventAudit,
+    IntentAudit,
+    OrderRow,
+    TradingStateStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +180,8 @@ class LiveExecutionEngine:
         self._checked: set[str] = set()  # accepted by this engine's risk checks, not yet sent
         self._outbox: list[Any] = []  # recorded events a failed publish left behind, in order
         self.audit_failures = 0
+        # audit rows ride in the store's transactions when both live in one database
+        self._joint_log = audit if isinstance(audit, AuditLog) and audit.shares_database(state.url) else None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -274,8 +290,10 @@ class LiveExecutionEngine:
 
     def _send(self, command: SubmitOrder) -> list[OrderEvent]:
         try:
-            saved = self.state.save_intent(command)
-            if saved:
+            # written already marked sent (pending_new): nothing stands between it and the request
+            saved = self.state.save_intent(command, submitted_ns=self._clock_ns(),
+                                           audit=self._intent_audit(command))
+            if saved and self._joint_log is None:
                 self.audit.append(self._actor, "intent", to_record(command), command.ts_ns)
         except StoreError as exc:
             # no persisted (and audited) intent, no request: the order is denied, and the engine
@@ -288,20 +306,20 @@ class LiveExecutionEngine:
             self._crash("intent_saved")
         elif self._pending_resend.pop(str(command.client_order_id), None) is not None:
             self.audit.append(self._actor, "resend", to_record(command), self._clock_ns())
+            try:  # an intent saved ``initialized`` (before this engine) is marked sent first
+                existing = self.state.order(command.client_order_id)
+                if existing is not None and existing.status is OrderStatus.INITIALIZED:
+                    self.state.mark_submitted(command.client_order_id, self._clock_ns())
+            except StoreError as exc:
+                self._reconciled = False
+                log.error("oms: cannot mark %s submitted, not sent: %s", command.client_order_id, exc)
+                self.risk.release(command)  # never sent: the strategy may emit it again
+                return [self._deny(command, DenyReason.STATE_UNAVAILABLE, f"state store unavailable: {exc}")]
         else:
             existing = self.state.order(command.client_order_id)
             log.info("oms: intent %s is already known (%s); not sent again", command.client_order_id,
                      existing.status.value if existing else "?")
             return []
-        try:
-            existing = self.state.order(command.client_order_id)
-            if existing is not None and existing.status is OrderStatus.INITIALIZED:
-                self.state.mark_submitted(command.client_order_id, self._clock_ns())
-        except StoreError as exc:
-            self._reconciled = False
-            log.error("oms: cannot mark %s submitted, not sent: %s", command.client_order_id, exc)
-            self.risk.release(command)  # never sent: the strategy may emit it again
-            return [self._deny(command, DenyReason.STATE_UNAVAILABLE, f"state store unavailable: {exc}")]
         self._crash("request_sent")
         self.sent += 1
         events = self.broker.submit(command)
@@ -328,14 +346,15 @@ class LiveExecutionEngine:
                 if isinstance(event, OrderFilled) and not _recorded_by_reconcile(str(event.trade_id)):
                     if self._covered_by_reconcile(event):
                         continue
-                result = self.state.apply(event)
+                record, now = to_record(event), self._clock_ns()
+                result = self.state.apply(event, audit=self._event_audit(record, now))
             except StoreError as exc:
                 self._reconciled = False
                 log.error("oms: cannot record %s for %s (%s); halted until reconciled",
                           type(event).__name__, event.client_order_id, exc)
                 break
-            self._audit("event", {**to_record(event), "anomaly": result.anomaly.value if result.anomaly else None},
-                        self._clock_ns())
+            if self._joint_log is None:
+                self._audit("event", _event_payload(record, result), now)
             if result.anomaly is Anomaly.OVERFILL:
                 symbol = getattr(event, "symbol", "") or (result.order.symbol if result.order else "")
                 self.halted_symbols[symbol] = f"symbol halted after an overfill of {event.client_order_id}"
@@ -369,6 +388,28 @@ class LiveExecutionEngine:
                 break
             self._outbox.pop(0)
         return len(self._outbox)
+
+    def _intent_audit(self, command: SubmitOrder) -> IntentAudit | None:
+        """The ``intent`` audit row written in the intent's own transaction, or None when the
+        audit log is in another database (it is then appended after the save)."""
+        joint = self._joint_log
+        if joint is None:
+            return None
+        entry = AuditEntry(self._actor, "intent", to_record(command), command.ts_ns)
+        return lambda connection: joint.append_many([entry], connection=connection)
+
+    def _event_audit(self, record: Mapping[str, Any], ts_ns: int) -> EventAudit | None:
+        """The ``event`` audit row (the event and the anomaly it met) written in the event's own
+        transaction, or None when the audit log is in another database."""
+        joint = self._joint_log
+        if joint is None:
+            return None
+
+        def write(connection: Any, result: Applied) -> None:
+            entry = AuditEntry(self._actor, "event", _event_payload(record, result), ts_ns)
+            joint.append_many([entry], connection=connection)
+
+        return write
 
     def _audit(self, action: str, payload: Mapping[str, Any], ts_ns: int) -> None:
         """Audit a record that does not gate a request (denials, events, cancels): a database
@@ -554,6 +595,11 @@ class LiveExecutionEngine:
             if parent is not None:
                 return parent.created_ns
         return order.created_ns
+
+
+def _event_payload(record: Mapping[str, Any], result: Applied) -> dict[str, Any]:
+    """The audit payload of an event: its record and the anomaly it met (None when clean)."""
+    return {**record, "anomaly": result.anomaly.value if result.anomaly else None}
 
 
 def _recorded_by_reconcile(trade_id: str) -> bool:

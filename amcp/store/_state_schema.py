@@ -9,8 +9,8 @@ defined in :mod:`amcp.store.migrations.schema`; import the names from :mod:`amcp
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from enum import Enum
 from types import MappingProxyType
@@ -192,6 +192,39 @@ def order_row(row: sa.Row[Any]) -> OrderRow:
         )
     except (ValueError, DomainError, InvalidOperation) as exc:
         raise StoreError(f"trading_orders row {row.client_order_id!r} is malformed: {exc}") from exc
+
+
+# How a column value written by an update decodes into an OrderRow field (as order_row does).
+_DECODE_UPDATED: dict[str, Callable[[Any], Any]] = {
+    "status": OrderStatus,
+    "broker_order_id": lambda v: None if v is None else VenueOrderId(v),
+    "replaced_by": lambda v: None if v is None else ClientOrderId(v),
+    "filled_quantity": Decimal,
+    "filled_notional": Decimal,
+    "average_fill_price": lambda v: None if v is None else Decimal(v),
+    "fees": Decimal,
+    "submitted_ns": lambda v: v,
+    "updated_ns": lambda v: v,
+    "version": lambda v: v,
+}
+
+
+def updated_row(order: OrderRow, values: Mapping[str, Any]) -> OrderRow:
+    """``order`` after an update that wrote ``values`` (column name → value as bound), decoded as
+    :func:`order_row` would decode the row read back (Decimals are stored as their exact text, so
+    ``Decimal(str(d))`` is ``d``); saves re-reading the row just written.
+
+    Raises:
+        StoreError: if ``values`` names a column an update may not change (a programming error).
+    """
+    unknown = sorted(set(values) - set(_DECODE_UPDATED))
+    if unknown:
+        raise StoreError(f"order {order.client_order_id}: an update may not write {unknown}")
+    decoded = {
+        name: _DECODE_UPDATED[name](str(value) if isinstance(value, Decimal) else value)
+        for name, value in values.items()
+    }
+    return replace(order, **decoded)
 
 
 def fill_row(row: sa.Row[Any]) -> FillRow:

@@ -70,6 +70,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from amcp.errors import StoreError
+from amcp.store._sqlite import configure_connection
 
 GENESIS_HASH = "0" * 64
 HASH_DOMAIN = b"amcp.audit.v1"
@@ -362,6 +363,11 @@ class AuditLog:
         self._sqlite = self._engine.dialect.name == "sqlite"
         lock_digest = hashlib.sha256(f"amcp.audit:{table}".encode()).digest()
         self._lock_key = int.from_bytes(lock_digest[:8], "big", signed=True)
+        # the append's statements, built once (their compiled form is then reused)
+        self._head_query = sa.select(self._table.c.seq, self._table.c.hash).order_by(
+            self._table.c.seq.desc()).limit(1)
+        self._lock_query = sa.select(sa.func.pg_advisory_xact_lock(self._lock_key))
+        self._insert = self._table.insert()
         try:
             database = parsed.database or ""
             on_disk = self._sqlite and database not in ("", ":memory:") and not database.startswith("file:")
@@ -410,36 +416,85 @@ class AuditLog:
         """
         return self.append_many([AuditEntry(actor, action, payload, ts_ns)])[0]
 
-    def append_many(self, entries: Iterable[AuditEntry]) -> list[AuditRecord]:
+    def append_many(
+        self, entries: Iterable[AuditEntry], *, connection: Connection | None = None
+    ) -> list[AuditRecord]:
         """Append rows in one transaction, in the order given: all are written or none.
 
+        Args:
+            entries: what to append.
+            connection: a connection to this log's database with a write transaction open (see
+                :meth:`shares_database`): the rows are written inside it and commit or roll back
+                with whatever else it writes, so a record and its audit row are one durable
+                step. Nothing is committed here, and database errors propagate as raised so the
+                transaction's owner can roll back or retry (a retry appends afresh). The append
+                lock (advisory lock or SQLite write lock) is held until that transaction ends:
+                append last, just before the commit. ``None``: a transaction of its own.
+
         Raises:
-            StoreError: if any entry is invalid (nothing is written) or the database fails.
+            StoreError: if any entry is invalid (nothing is written), ``connection`` is not to
+                this log's database or has no transaction open, or (own transaction only) the
+                database fails.
         """
         prepared = [self._prepare(index, entry) for index, entry in enumerate(entries)]
+        if connection is not None:
+            self._check_joined(connection)
+            return self._append(connection, prepared) if prepared else []
         if not prepared:
             return []
         try:
-            with self._connect(write=True) as connection, connection.begin():
-                if not self._sqlite:
-                    connection.execute(sa.select(sa.func.pg_advisory_xact_lock(self._lock_key)))
-                last = sa.select(self._table.c.seq, self._table.c.hash).order_by(self._table.c.seq.desc())
-                head = connection.execute(last.limit(1)).first()
-                seq, prev_hash = (int(head.seq), str(head.hash)) if head is not None else (0, GENESIS_HASH)
-                rows = []
-                for ts_ns, actor, action, text in prepared:
-                    seq += 1
-                    digest = record_hash(seq, ts_ns, actor, action, text, prev_hash)
-                    rows.append({"seq": seq, "ts_ns": ts_ns, "actor": actor, "action": action,
-                                 "payload": text, "prev_hash": prev_hash, "hash": digest})
-                    prev_hash = digest
-                connection.execute(self._table.insert(), rows)
+            with self._connect(write=True) as own, own.begin():
+                return self._append(own, prepared)
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - any driver error is a store error at this edge
             raise StoreError(
                 f"audit log {self.table_name!r} at {self.url}: append of {len(prepared)} rows failed: {exc}"
             ) from exc
+
+    def shares_database(self, url: str) -> bool:
+        """Whether ``url`` names this log's database, so that a transaction of another store on
+        ``url`` can carry audit rows (:meth:`append_many` with ``connection``).
+
+        The URLs are compared without their passwords. An in-memory SQLite database is never
+        shared (each engine has its own).
+        """
+        try:
+            other = sa.engine.make_url(url).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001 - an unparsable URL names no database of ours
+            return False
+        database = self._engine.url.database or ""
+        in_memory = self._sqlite and (database in ("", ":memory:") or "mode=memory" in self.url)
+        return other == self.url and not in_memory
+
+    def _check_joined(self, connection: Connection) -> None:
+        """Refuse a caller's connection that is not in a transaction on this log's database."""
+        theirs = connection.engine.url.render_as_string(hide_password=True)
+        if not self.shares_database(theirs):
+            raise StoreError(
+                f"audit log {self.table_name!r} at {self.url}: cannot append within a transaction on "
+                f"{theirs}: it is another database"
+            )
+        if not connection.in_transaction():
+            raise StoreError(
+                f"audit log {self.table_name!r} at {self.url}: append_many(connection=...) needs a "
+                "transaction open on the connection"
+            )
+
+    def _append(self, connection: Connection, prepared: list[tuple[int, str, str, str]]) -> list[AuditRecord]:
+        """Lock the chain, read its head and insert ``prepared`` after it, on ``connection``."""
+        if not self._sqlite:
+            connection.execute(self._lock_query)
+        head = connection.execute(self._head_query).first()
+        seq, prev_hash = (int(head.seq), str(head.hash)) if head is not None else (0, GENESIS_HASH)
+        rows = []
+        for ts_ns, actor, action, text in prepared:
+            seq += 1
+            digest = record_hash(seq, ts_ns, actor, action, text, prev_hash)
+            rows.append({"seq": seq, "ts_ns": ts_ns, "actor": actor, "action": action,
+                         "payload": text, "prev_hash": prev_hash, "hash": digest})
+            prev_hash = digest
+        connection.execute(self._insert, rows[0] if len(rows) == 1 else rows)
         return [self._record(row) for row in rows]
 
     # ---- reading
@@ -643,6 +698,7 @@ class AuditLog:
         @sa.event.listens_for(engine, "connect")
         def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None
+            configure_connection(dbapi_connection)
 
         @sa.event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:

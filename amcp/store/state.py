@@ -2,7 +2,8 @@
 
 :class:`TradingStateStore` keeps what the live trading plane must never lose. An order intent is
 written (status ``initialized``) *before* any request leaves the process, marked ``pending_new``
-when the request is sent, and then moved only by broker events through the domain status machine
+when the request is sent (or written ``pending_new`` at once by a sender about to send it), and then
+moved only by broker events through the domain status machine
 (:data:`amcp.domain.orders.TRANSITIONS`). Bad or out-of-order broker messages never raise: they
 come back as an :class:`Applied` with an anomaly code, change nothing, and the refused ones are
 kept in the ``trading_anomalies`` table with the full event, so nothing is lost.
@@ -13,7 +14,10 @@ at start). Money and quantities are ``Decimal`` stored as their exact text (neve
 timestamps are int64 UTC nanoseconds. Every change is one transaction, and every order row carries
 a ``version`` (optimistic concurrency): two writers can never both apply conflicting updates; the
 loser re-reads and retries, and after :attr:`TradingStateStore.max_attempts` tries gets a
-:class:`StoreError` naming the order.
+:class:`StoreError` naming the order. :meth:`TradingStateStore.save_intent` and
+:meth:`TradingStateStore.apply` take an ``audit`` hook that writes the audit row of the change in
+the same transaction (:meth:`amcp.store.audit.AuditLog.append_many` with ``connection``), so the
+change and its audit row are durable together, with one commit.
 
 Rules for out-of-order events, derived from ``TRANSITIONS``:
 
@@ -67,6 +71,7 @@ from amcp.domain.messages import (
 from amcp.domain.orders import Order
 from amcp.domain.serialization import to_json, to_record
 from amcp.errors import DomainError, StoreError
+from amcp.store._sqlite import configure_connection
 from amcp.store._state_rules import (
     EVENT_TYPES,
     LOCAL_EVENTS,
@@ -91,6 +96,7 @@ from amcp.store._state_schema import (
     order_row,
     snapshot_row,
     stored_command,
+    updated_row,
 )
 from amcp.store.migrations.schema import (
     ACCOUNT_SNAPSHOTS,
@@ -110,7 +116,9 @@ __all__ = [
     "Anomaly",
     "AnomalyRow",
     "Applied",
+    "EventAudit",
     "FillRow",
+    "IntentAudit",
     "OrderRow",
     "PnlRow",
     "TradingStateStore",
@@ -134,6 +142,34 @@ _ZERO: Final = Decimal(0)
 _RETRY_PGCODES: Final = frozenset({"40001", "40P01"})
 _FILL_STATUSES: Final = frozenset({S.PARTIALLY_FILLED, S.FILLED})
 _TERMINAL: Final = tuple(sorted(status.value for status in S if status.is_terminal))
+# The order path's statements, built once (SQLAlchemy then reuses their compiled form); values
+# are bound at execution. The bind names of the compare-and-set differ from the column names,
+# which the executed values name (they become its SET clause).
+_LOAD: Final = sa.select(ORDERS).where(ORDERS.c.client_order_id == sa.bindparam("client_order_id"))
+_STORED_COMMAND: Final = sa.select(ORDERS.c.command).where(
+    ORDERS.c.client_order_id == sa.bindparam("client_order_id"))
+_INSERT_ORDER: Final = ORDERS.insert()
+_OTHER: Final = ORDERS.alias("other")
+# The order, and which other order (if any) holds the broker order id an event brings: one read.
+_LOAD_WITH_HOLDER: Final = sa.select(
+    ORDERS,
+    sa.select(_OTHER.c.client_order_id)
+    .where(_OTHER.c.broker_order_id == sa.bindparam("broker_order_id"),
+           _OTHER.c.client_order_id != sa.bindparam("client_order_id"))
+    .limit(1)
+    .scalar_subquery()
+    .label("broker_id_holder"),
+).where(ORDERS.c.client_order_id == sa.bindparam("client_order_id"))
+_COMPARE_AND_SET: Final = ORDERS.update().where(
+    ORDERS.c.client_order_id == sa.bindparam("where_client_order_id"),
+    ORDERS.c.version == sa.bindparam("where_version"))
+
+#: Writes the audit row of a saved intent inside the store's transaction: called with its
+#: connection after the row is written, before the commit (see ``TradingStateStore.save_intent``).
+IntentAudit = Callable[[sa.Connection], object]
+#: Writes the audit row of an applied (or refused) event inside the store's transaction: called
+#: with its connection and the outcome, before the commit (see ``TradingStateStore.apply``).
+EventAudit = Callable[[sa.Connection, Applied], object]
 
 
 class _VersionConflict(Exception):
@@ -171,6 +207,7 @@ class TradingStateStore:
             detail = f"{type(exc).__name__}: {cause}"
             raise StoreError(f"cannot open trading state at {shown!r}: {detail}") from None
         self._url = parsed
+        self._insert_intent = _insert_if_absent(parsed.get_backend_name())
         self.url: str = parsed.render_as_string(hide_password=True)
 
     def __repr__(self) -> str:
@@ -278,20 +315,34 @@ class TradingStateStore:
         return StoreError(f"trading state at {self.url}: {what} failed{hint}: {exc}")
 
     # ------------------------------------------------------------------ intents
-    def save_intent(self, command: SubmitOrder, *, strategy_id: str | None = None) -> bool:
+    def save_intent(
+        self,
+        command: SubmitOrder,
+        *,
+        strategy_id: str | None = None,
+        submitted_ns: int | None = None,
+        audit: IntentAudit | None = None,
+    ) -> bool:
         """Persist an order intent (status ``initialized``) before any request for it is sent.
 
         Args:
             command: the order; its ``client_order_id`` keys the row, the whole command is stored.
             strategy_id: if given, must equal ``command.strategy_id`` (a guard against mixing up
                 strategies); the stored strategy is always the command's.
+            submitted_ns: when the caller is about to send the request (UTC ns): the row is
+                written ``pending_new`` with this ``submitted_ns`` at once, as
+                :meth:`mark_submitted` would leave it, in the same commit. ``None``: ``initialized``.
+            audit: called with the transaction's connection after the row is written (only when
+                it is), before the commit: what it writes commits with the intent, and if it
+                raises nothing is written. It runs again on a retried attempt.
 
         Returns:
-            ``True`` if the row was written, ``False`` if the same order was already saved.
+            ``True`` if the row was written, ``False`` if the same order was already saved (then
+            nothing is written and ``audit`` is not called).
 
         Raises:
             StoreError: if the command is invalid, another order already holds its client order
-                id, or the database cannot be written.
+                id, the database cannot be written, or ``audit`` fails (its StoreError as raised).
         """
         if not isinstance(command, SubmitOrder):
             raise StoreError(f"save_intent needs a SubmitOrder, got {type(command).__name__}")
@@ -307,6 +358,8 @@ class TradingStateStore:
         except DomainError as exc:
             raise StoreError(f"cannot save intent {client_order_id}: {exc}") from exc
         created_ns = check_ts("SubmitOrder.ts_ns", command.ts_ns)
+        if submitted_ns is not None:
+            check_ts("submitted_ns", submitted_ns)
         if not isinstance(command.symbol, str) or not 0 < len(command.symbol) <= _MAX_SYMBOL:
             raise StoreError(
                 f"cannot save intent {client_order_id}: symbol must be 1-{_MAX_SYMBOL} characters, "
@@ -314,40 +367,60 @@ class TradingStateStore:
             )
 
         def attempt(connection: sa.Connection) -> bool:
-            stored = connection.execute(
-                sa.select(ORDERS.c.command).where(ORDERS.c.client_order_id == client_order_id)
-            ).scalar_one_or_none()
-            if stored is not None:
-                if stored_command(client_order_id, stored) != command:
-                    raise StoreError(
-                        f"client order id {client_order_id} already holds a different order: "
-                        f"stored {stored}, given {payload}"
-                    )
+            insert = self._insert_intent
+            if insert is None:  # no INSERT ... ON CONFLICT DO NOTHING: look first
+                insert = _INSERT_ORDER
+                if self._already_saved(connection, command, payload):
+                    return False
+            written = connection.execute(
+                insert,
+                {
+                    "client_order_id": str(client_order_id),
+                    "broker_order_id": None,
+                    "strategy_id": str(command.strategy_id),
+                    "symbol": command.symbol,
+                    "side": command.side.value,
+                    "quantity": command.quantity,
+                    "status": (S.INITIALIZED if submitted_ns is None else S.PENDING_NEW).value,
+                    "filled_quantity": _ZERO,
+                    "filled_notional": _ZERO,
+                    "average_fill_price": None,
+                    "fees": _ZERO,
+                    "replaced_by": None,
+                    "command": payload,
+                    "created_ns": created_ns,
+                    "submitted_ns": submitted_ns,
+                    "updated_ns": created_ns if submitted_ns is None else max(created_ns, submitted_ns),
+                    "version": 1,
+                },
+            ).rowcount
+            if written != 1:  # the id is taken (ON CONFLICT DO NOTHING): by this very order?
+                if not self._already_saved(connection, command, payload):
+                    raise _VersionConflict(client_order_id)  # its holder is gone: try again
                 return False
-            connection.execute(
-                ORDERS.insert().values(
-                    client_order_id=str(client_order_id),
-                    broker_order_id=None,
-                    strategy_id=str(command.strategy_id),
-                    symbol=command.symbol,
-                    side=command.side.value,
-                    quantity=command.quantity,
-                    status=S.INITIALIZED.value,
-                    filled_quantity=_ZERO,
-                    filled_notional=_ZERO,
-                    average_fill_price=None,
-                    fees=_ZERO,
-                    replaced_by=None,
-                    command=payload,
-                    created_ns=created_ns,
-                    submitted_ns=None,
-                    updated_ns=created_ns,
-                    version=1,
-                )
-            )
+            if audit is not None:
+                audit(connection)
             return True
 
         return self._retrying("save_intent", client_order_id, attempt)
+
+    def _already_saved(self, connection: sa.Connection, command: SubmitOrder, payload: str) -> bool:
+        """Whether ``command`` is saved already: False if no order holds its client order id.
+
+        Raises:
+            StoreError: if another order holds the id.
+        """
+        client_order_id = command.client_order_id
+        bound = {"client_order_id": str(client_order_id)}
+        stored = connection.execute(_STORED_COMMAND, bound).scalar_one_or_none()
+        if stored is None:
+            return False
+        if stored_command(client_order_id, stored) != command:
+            raise StoreError(
+                f"client order id {client_order_id} already holds a different order: "
+                f"stored {stored}, given {payload}"
+            )
+        return True
 
     def mark_submitted(self, client_order_id: str, ts_ns: int) -> None:
         """Mark the order ``pending_new``: its request is being sent and the outcome is unknown.
@@ -373,36 +446,53 @@ class TradingStateStore:
         self._retrying("mark_submitted", client_order_id, attempt)
 
     # ------------------------------------------------------------------ events
-    def apply(self, event: OrderEvent) -> Applied:
+    def apply(self, event: OrderEvent, *, audit: EventAudit | None = None) -> Applied:
         """Apply one order event in one transaction; refuse, never raise, on bad broker input.
 
         Fills are inserted once per (order, trade id); the fill and the order update commit
         together. ``filled_quantity`` only grows and never exceeds the order quantity.
+
+        Args:
+            event: the order event.
+            audit: called with the transaction's connection and the outcome (applied or not)
+                before the commit: what it writes commits with the event, and if it raises
+                nothing is written. It runs again on a retried attempt.
 
         Returns:
             What happened; see :class:`Anomaly` for the codes and the module docstring for the
             rules on out-of-order events.
 
         Raises:
-            StoreError: if ``event`` is not an order event, the database fails, or concurrent
-                writers won :attr:`max_attempts` times.
+            StoreError: if ``event`` is not an order event, the database fails, concurrent
+                writers won :attr:`max_attempts` times, or ``audit`` fails (its StoreError as raised).
         """
         if not isinstance(event, EVENT_TYPES):
             raise StoreError(f"cannot apply {type(event).__name__}: not an order event")
         check_ts(f"{type(event).__name__}.ts_ns", event.ts_ns)
         what = f"apply {type(event).__name__}"
-        return self._retrying(what, event.client_order_id, lambda c: self._apply(c, event))
+
+        def attempt(connection: sa.Connection) -> Applied:
+            applied = self._apply(connection, event)
+            if audit is not None:
+                audit(connection, applied)
+            return applied
+
+        return self._retrying(what, event.client_order_id, attempt)
 
     def _apply(self, connection: sa.Connection, event: OrderEvent) -> Applied:
         if isinstance(event, OrderLegAccepted):
             return self._apply_leg(connection, event)
-        order = self._load(connection, event.client_order_id)
+        venue_id = event.venue_order_id if isinstance(event, (OrderAccepted, OrderFilled)) else None
+        if venue_id is None:
+            order, holder = self._load(connection, event.client_order_id), None
+        else:
+            order, holder = self._load_with_holder(connection, event.client_order_id, venue_id)
         if order is None:
             detail = f"no order {event.client_order_id!s} was saved"
             self._record(connection, event, Anomaly.UNKNOWN_ORDER, detail)
             return Applied(False, Anomaly.UNKNOWN_ORDER, None, detail)
         if isinstance(event, OrderFilled):
-            return self._apply_fill(connection, order, event)
+            return self._apply_fill(connection, order, event, holder)
         target = target_status(event)
         current = order.status
         if target is None:
@@ -410,7 +500,7 @@ class TradingStateStore:
             return self._refuse(connection, order, event, Anomaly.ILLEGAL_TRANSITION, detail)
         broker_id = event.venue_order_id if isinstance(event, OrderAccepted) else None
         if broker_id is not None and broker_id != order.broker_order_id:
-            conflict = self._broker_id_conflict(connection, order, broker_id)
+            conflict = _broker_id_conflict(order, broker_id, holder)
             if conflict is not None:
                 return self._refuse(connection, order, event, Anomaly.BROKER_ORDER_ID_CONFLICT, conflict)
         learns_id = broker_id is not None and order.broker_order_id is None
@@ -436,7 +526,10 @@ class TradingStateStore:
             values["submitted_ns"] = order.submitted_ns if order.submitted_ns is not None else event.ts_ns
         return Applied(True, None, self._update(connection, order, event.ts_ns, **values))
 
-    def _apply_fill(self, connection: sa.Connection, order: OrderRow, fill: OrderFilled) -> Applied:
+    def _apply_fill(
+        self, connection: sa.Connection, order: OrderRow, fill: OrderFilled, holder: str | None
+    ) -> Applied:
+        """Apply ``fill``; ``holder`` is the other order holding its broker order id, if any."""
         duplicate = connection.execute(
             sa.select(FILLS.c.seq).where(
                 FILLS.c.client_order_id == str(order.client_order_id), FILLS.c.trade_id == str(fill.trade_id)
@@ -447,7 +540,7 @@ class TradingStateStore:
             return Applied(False, Anomaly.DUPLICATE_TRADE, order, detail)
         problem = fill_problem(order, fill)
         if problem is None and order.broker_order_id is None:
-            conflict = self._broker_id_conflict(connection, order, fill.venue_order_id)
+            conflict = _broker_id_conflict(order, fill.venue_order_id, holder)
             problem = None if conflict is None else (Anomaly.BROKER_ORDER_ID_CONFLICT, conflict)
         if problem is not None:
             return self._refuse(connection, order, fill, *problem)
@@ -562,17 +655,6 @@ class TradingStateStore:
         )
         return Applied(True, None, self._load(connection, event.client_order_id))
 
-    def _broker_id_conflict(self, connection: sa.Connection, order: OrderRow, broker_id: str) -> str | None:
-        if order.broker_order_id is not None and order.broker_order_id != broker_id:
-            return f"broker order id {broker_id!s} differs from the recorded {order.broker_order_id!s}"
-        holder = connection.execute(
-            sa.select(ORDERS.c.client_order_id).where(
-                ORDERS.c.broker_order_id == str(broker_id),
-                ORDERS.c.client_order_id != str(order.client_order_id),
-            )
-        ).scalar_one_or_none()
-        return None if holder is None else f"broker order id {broker_id!s} already belongs to order {holder}"
-
     def _refuse(
         self, connection: sa.Connection, order: OrderRow, event: OrderEvent, anomaly: Anomaly, detail: str
     ) -> Applied:
@@ -594,23 +676,27 @@ class TradingStateStore:
         """Compare-and-set the order row at ``order.version``; raise ``_VersionConflict`` if it moved."""
         values["version"] = order.version + 1
         values["updated_ns"] = max(order.updated_ns, ts_ns)
-        result = connection.execute(
-            ORDERS.update()
-            .where(ORDERS.c.client_order_id == str(order.client_order_id), ORDERS.c.version == order.version)
-            .values(**values)
-        )
+        where = {"where_client_order_id": str(order.client_order_id), "where_version": order.version}
+        result = connection.execute(_COMPARE_AND_SET, {**values, **where})
         if result.rowcount != 1:
             raise _VersionConflict(order.client_order_id)
-        updated = self._load(connection, order.client_order_id)
-        if updated is None:  # pragma: no cover - the row was just updated in this transaction
-            raise _VersionConflict(order.client_order_id)
-        return updated
+        return updated_row(order, values)  # what a re-read would decode, without the read
 
     # ------------------------------------------------------------------ reads
     def _load(self, connection: sa.Connection, client_order_id: str) -> OrderRow | None:
-        query = sa.select(ORDERS).where(ORDERS.c.client_order_id == str(client_order_id))
-        row = connection.execute(query).first()
+        row = connection.execute(_LOAD, {"client_order_id": str(client_order_id)}).first()
         return None if row is None else order_row(row)
+
+    def _load_with_holder(
+        self, connection: sa.Connection, client_order_id: str, broker_order_id: str
+    ) -> tuple[OrderRow | None, str | None]:
+        """The order, and the client order id of another order holding ``broker_order_id`` (None
+        if no other order does)."""
+        bound = {"client_order_id": str(client_order_id), "broker_order_id": str(broker_order_id)}
+        row = connection.execute(_LOAD_WITH_HOLDER, bound).first()
+        if row is None:
+            return None, None
+        return order_row(row), row.broker_id_holder
 
     def order(self, client_order_id: str) -> OrderRow | None:
         """Return the order saved under ``client_order_id``, or ``None``."""
@@ -750,9 +836,7 @@ def _create_engine(url: sa.URL) -> sa.Engine:
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
+        configure_connection(dbapi_connection)
 
     def on_begin(connection: sa.Connection) -> None:
         write = connection.get_execution_options().get("amcp_write", False)
@@ -761,6 +845,28 @@ def _create_engine(url: sa.URL) -> sa.Engine:
     sa.event.listen(engine, "connect", on_connect)
     sa.event.listen(engine, "begin", on_begin)
     return engine
+
+
+def _broker_id_conflict(order: OrderRow, broker_id: str, holder: str | None) -> str | None:
+    """Why ``order`` cannot take ``broker_id`` (another id recorded, or ``holder``, another order,
+    has it), or None."""
+    if order.broker_order_id is not None and order.broker_order_id != broker_id:
+        return f"broker order id {broker_id!s} differs from the recorded {order.broker_order_id!s}"
+    return None if holder is None else f"broker order id {broker_id!s} already belongs to order {holder}"
+
+
+def _insert_if_absent(backend: str) -> sa.Insert | None:
+    """``INSERT INTO trading_orders ... ON CONFLICT (client_order_id) DO NOTHING`` for SQLite and
+    PostgreSQL (one statement where looking first takes two); None for other databases."""
+    if backend == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(ORDERS).on_conflict_do_nothing(index_elements=[ORDERS.c.client_order_id])
+    if backend == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(ORDERS).on_conflict_do_nothing(index_elements=[ORDERS.c.client_order_id])
+    return None
 
 
 def _first(
