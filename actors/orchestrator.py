@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections import deque
 from datetime import date
 from functools import partial
@@ -69,6 +70,14 @@ NAMESPACE = "amcp"
 
 class OrchestratorConflictError(AmcpError):
     """Another run's orchestrator is alive on this cluster."""
+
+
+def _was_restarted() -> bool:
+    """Whether Ray restarted this actor (Ray's own property reads a deprecated attribute and
+    would print a deprecation warning into every run's log)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
 
 
 class OrchestratorUnavailableError(AmcpError):
@@ -153,7 +162,7 @@ class TradingOrchestrator:
         self.warm_up_sessions = 0  # live: history sessions fed to the strategies by this process
         self._batcher: LiveBarBatcher | None = None  # live: minute bars -> session batches
         self._ready: deque[BarBatch] = deque()  # live: sessions closed but not run yet (past the target)
-        if ray.get_runtime_context().was_current_actor_reconstructed:
+        if _was_restarted():
             self._resume()
         else:
             if self.live:
