@@ -304,9 +304,9 @@ class LiveExecutionEngine:
             return [self._deny(command, DenyReason.STATE_UNAVAILABLE, f"state store unavailable: {exc}")]
         if saved:
             self._crash("intent_saved")
-        elif self._pending_resend.pop(str(command.client_order_id), None) is not None:
-            self.audit.append(self._actor, "resend", to_record(command), self._clock_ns())
+        elif str(command.client_order_id) in self._pending_resend:
             try:  # an intent saved ``initialized`` (before this engine) is marked sent first
+                self.audit.append(self._actor, "resend", to_record(command), self._clock_ns())
                 existing = self.state.order(command.client_order_id)
                 if existing is not None and existing.status is OrderStatus.INITIALIZED:
                     self.state.mark_submitted(command.client_order_id, self._clock_ns())
@@ -315,10 +315,9 @@ class LiveExecutionEngine:
                 log.error("oms: cannot mark %s submitted, not sent: %s", command.client_order_id, exc)
                 self.risk.release(command)  # never sent: the strategy may emit it again
                 return [self._deny(command, DenyReason.STATE_UNAVAILABLE, f"state store unavailable: {exc}")]
+            del self._pending_resend[str(command.client_order_id)]
         else:
-            existing = self.state.order(command.client_order_id)
-            log.info("oms: intent %s is already known (%s); not sent again", command.client_order_id,
-                     existing.status.value if existing else "?")
+            log.info("oms: intent %s is already known; not sent again", command.client_order_id)
             return []
         self._crash("request_sent")
         self.sent += 1
