@@ -78,6 +78,13 @@ ALGO_CHILD_TAG_PREFIX = "algo:"
 """Tags of execution-algorithm children start with this (``algo:<algo>:<parent id>``)."""
 
 
+LEG_TAG_PREFIX = "leg-of:"
+"""Tags of orders the broker created as legs of a parent start with this (``leg-of:<parent id>``)."""
+
+RESERVED_TAG_PREFIXES = (ALGO_CHILD_TAG_PREFIX, LEG_TAG_PREFIX)
+"""Tag prefixes only amcp itself writes; a strategy's intent may not carry them."""
+
+
 def algo_child_tag(algo: str, parent_id: str) -> str:
     """The tag an execution algorithm's children carry: it names the algorithm and the parent.
 

@@ -11,7 +11,9 @@ from typing import Any, Mapping, Sequence
 
 from amcp.config import AccountConfig, SizingConfig, StrategyConfig
 from amcp.domain.data import BarBatch
+from amcp.domain.identifiers import RESERVED_TAG_PREFIXES
 from amcp.domain.messages import Intent, OrderFilled, SubmitOrder
+from amcp.errors import DomainError
 from amcp.portfolio.ledger import Portfolio
 from amcp.portfolio.sizing import Sizer
 from amcp.portfolio.snapshot import PortfolioSnapshot
@@ -25,9 +27,21 @@ class StrategyGroup:
         self.strategies = build_strategies(list(configs), symbols)
 
     def on_bars(self, batch: BarBatch) -> list[Intent]:
+        """The intents of every strategy for ``batch``.
+
+        Raises:
+            DomainError: if a strategy tags an intent with a prefix only amcp writes (an
+                execution algorithm's children and broker-created legs are told apart by them).
+        """
         intents: list[Intent] = []
         for strategy in self.strategies:
-            intents.extend(strategy.on_bars(batch))
+            for intent in strategy.on_bars(batch):
+                if intent.tag.startswith(RESERVED_TAG_PREFIXES):
+                    raise DomainError(
+                        f"strategy {strategy.id} emitted an intent for {intent.symbol} tagged {intent.tag!r}: "
+                        f"tags starting with {' or '.join(map(repr, RESERVED_TAG_PREFIXES))} are reserved"
+                    )
+                intents.append(intent)
         return intents
 
     def on_fills(self, fills: Sequence[OrderFilled]) -> None:

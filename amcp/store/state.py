@@ -60,6 +60,7 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 
 from amcp.domain.enums import OrderClass, OrderSide, OrderStatus
+from amcp.domain.identifiers import LEG_TAG_PREFIX
 from amcp.domain.messages import (
     OrderAccepted,
     OrderEvent,
@@ -128,7 +129,6 @@ S = OrderStatus
 _T = TypeVar("_T")
 
 #: ``SubmitOrder.tag`` of a leg order the broker created: ``leg-of:<parent client order id>``.
-LEG_TAG_PREFIX: Final = "leg-of:"
 
 _MIGRATIONS: Final = Path(__file__).with_name("migrations")
 _DEFAULT_SQLITE: Final = "amcp_state.sqlite"
