@@ -13,39 +13,46 @@ import json
 import os
 import signal
 import threading
-import time
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from actors.orchestrator import NAMESPACE, ORCHESTRATOR_NAME, drive_orchestrator, get_or_create_orchestrator
 from actors.planes import broker_statement, prepare_run, start_paper_server, stop_paper_server
-from amcp.config import TradeConfig, parse_config
-from amcp.data.bars import BarPanel, load_daily_bars
-from amcp.data.calendar import TradingCalendar
-from amcp.domain.data import Bar
+from amcp.config import TradeConfig
+from amcp.data.bars import BarPanel
 from amcp.engine.cycle import CycleReport
 from amcp.engine.recorder import RunRecorder, RunResult
 from amcp.store.audit import AuditLog
 from amcp.store.journal import Journal
-from amcp.testing.alpaca_rest import AlpacaMarketDataServer
-from amcp.testing.alpaca_stream import AlpacaStreamServer
 from pipelines import trade
 from pipelines._common import load_config_and_data
-from serve.alpaca_paper import AlpacaPaperServer
+from tests.ray._live_market import (
+    KEY,
+    LIVE_DAYS,
+    ROOT,
+    SECRET,
+    SYMBOLS,
+    WAIT_S,
+    WARM_UP_SESSIONS,
+    alpaca_servers,
+    checkpointed_cycles,
+    close_ns,
+    live_config,
+    minute_bars,
+    stored_orders,
+    wait_until,
+    write_config,
+)
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 CYCLES = 80
 CYCLES_PER_CALL = 20
-WAIT_S = 120.0
 
 
 @dataclass
@@ -92,15 +99,6 @@ def _kill_leftover(ray) -> None:
         pass
 
 
-def _stored_orders(url: str) -> dict[str, str]:
-    """Every order the state database holds: client order id -> status."""
-    engine = sa.create_engine(url)
-    with engine.connect() as connection:
-        rows = connection.execute(sa.text("select client_order_id, status from trading_orders")).all()
-    engine.dispose()
-    return {str(cid): str(status) for cid, status in rows}
-
-
 def _paper_server_run(ray, config: TradeConfig, panel: BarPanel, run_dir: Path, *,
                       crash_at: tuple[int, str] | None = None) -> BrokerRun:
     """Drive a paper_server run as the job does (the driver owns the paper server)."""
@@ -130,7 +128,7 @@ def _paper_server_run(ray, config: TradeConfig, panel: BarPanel, run_dir: Path, 
     journal.close()
     statement = json.loads(Path(summary["broker"]["statement"]).read_text())
     state_url = str(config.state.database_url)
-    return BrokerRun(reports, recorder.result(), status, failures, records, statement, _stored_orders(state_url),
+    return BrokerRun(reports, recorder.result(), status, failures, records, statement, stored_orders(state_url),
                      requests, state_url)
 
 
@@ -185,79 +183,19 @@ def _without_wall_clock(journal: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------- live mode
 # As tests/ray/test_live_mode_job.py: local servers stand in for Alpaca's market-data stream and
 # REST API and for the broker (a paper server this test owns and moves); the test plays the market.
-KEY, SECRET = "live-key", "live-secret"
-SYMBOLS = ["AAPL", "AMZN", "BA", "CSCO", "IBM", "JPM", "MSFT", "SPY"]
-HISTORY_END = date(2010, 7, 2)
-LIVE_DAYS = (date(2010, 7, 6), date(2010, 7, 7), date(2010, 7, 8))  # Monday 5 July was a holiday
-WARM_UP_SESSIONS = 126  # 2010-01-04 .. 2010-07-02; momentum's first rebalance falls on the first live day
-MINUTE_NS = 60_000_000_000
 LIVE_RUN_ID = "live-recovery"
-
-
-def _close_ns(day: date) -> int:
-    return int(TradingCalendar().opens_closes_ns(day, day)[1][0])
-
-
-def _minute_bars(panel: BarPanel, day: date) -> list[Bar]:
-    """The session's last four minutes, whose aggregate is the panel's daily bar, in time order."""
-    index = int(np.flatnonzero(panel.dates == np.datetime64(day))[0])
-    batch, close_ns = panel.batch(index), _close_ns(day)
-    bars = []
-    for i, symbol in enumerate(panel.symbols):
-        daily = batch.bar(i)
-        assert daily is not None, f"{symbol} has no bar on {day}"
-        first_volume = float(daily.volume // 2)
-        for minute, (price, volume) in enumerate(((daily.open, first_volume), (daily.high, 0.0), (daily.low, 0.0),
-                                                  (daily.close, daily.volume - first_volume))):
-            bars.append(Bar(symbol, close_ns - (4 - minute) * MINUTE_NS, price, price, price, price, volume))
-    return sorted(bars, key=lambda bar: (bar.ts_ns, bar.symbol))
-
-
-def _checkpointed_cycles(journal_url: str) -> int:
-    """The highest cycle count the job has checkpointed (0 before its first checkpoint table exists)."""
-    engine = sa.create_engine(journal_url)
-    try:
-        with engine.connect() as connection:
-            value = connection.execute(sa.text("select max(cycles_done) from checkpoints where run_id = :run"),
-                                       {"run": LIVE_RUN_ID}).scalar()
-    except sa.exc.OperationalError:  # not created yet, or locked by a writer for a moment
-        return 0
-    finally:
-        engine.dispose()
-    return int(value or 0)
-
-
-def _wait(condition: Any, what: str) -> None:
-    """Poll ``condition`` until true; TimeoutError naming ``what`` after WAIT_S seconds."""
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {WAIT_S} s")
-        time.sleep(0.05)
 
 
 def test_live_job_survives_an_orchestrator_crash_between_sessions(ray_local, tmp_path, monkeypatch, capsys) -> None:
     ray = ray_local
-    raw = yaml.safe_load((ROOT / "configs/live.yaml").read_text())
-    raw["data"].update(path=str(ROOT / raw["data"]["path"]), symbols=SYMBOLS, end=HISTORY_END.isoformat())
-    raw["run"]["output_dir"] = str(tmp_path / "runs")
-    config = parse_config(raw, TradeConfig)
-    panel, _ = load_daily_bars(config.data.model_copy(update={"end": LIVE_DAYS[-1]}))  # history + the live days
+    raw, config, panel = live_config(tmp_path)
     monkeypatch.setenv("AMCP_TEST_KEY", KEY)
     monkeypatch.setenv("AMCP_TEST_SECRET", SECRET)
     journal_url = f"sqlite:///{tmp_path / 'runs' / LIVE_RUN_ID / 'journal.sqlite'}"
     errors: list[BaseException] = []
 
-    with AlpacaStreamServer(KEY, SECRET) as stream, AlpacaMarketDataServer(KEY, SECRET) as rest, \
-            AlpacaPaperServer(start_ts_ns=int(panel.ts_ns[WARM_UP_SESSIONS - 1]), api_key=KEY, secret_key=SECRET,
-                              venue_config=config.venue, account_config=config.account,
-                              symbols=panel.symbols) as paper:
-        raw["broker"].update(url_override=paper.url, stream_url_override=paper.ws_url, key_env="AMCP_TEST_KEY",
-                             secret_env="AMCP_TEST_SECRET", rate_limit_per_minute=600_000)
-        raw["live_data"].update(stream_url_override=stream.url, rest_url_override=rest.url, close_grace_s=None,
-                                poll_timeout_s=0.2)  # historical bars: sessions close by bars, not the wall clock
-        path = tmp_path / "live.yaml"
-        path.write_text(yaml.safe_dump(raw))
+    with alpaca_servers(config, panel) as (stream, rest, paper):
+        path = write_config(raw, (stream, rest, paper), tmp_path / "live.yaml")
 
         def play_the_market() -> None:
             try:
@@ -265,14 +203,14 @@ def test_live_job_survives_an_orchestrator_crash_between_sessions(ray_local, tmp
                     if not stream.wait_subscribed(SYMBOLS, WAIT_S, channel="bars"):
                         raise TimeoutError(f"the job's feed did not subscribe to bars within {WAIT_S} s")
                     paper.advance(panel.batch(WARM_UP_SESSIONS + done - 1), session_closed=True)
-                    for bar in _minute_bars(panel, day):
+                    for bar in minute_bars(panel, day):
                         stream.publish_bar(bar.symbol, bar.ts_ns, bar.open, bar.high, bar.low, bar.close, bar.volume)
-                    stream.publish_bar("SPY", _close_ns(day), 1.0, 1.0, 1.0, 1.0, 1.0)  # after hours: closes it
-                    _wait(lambda: _checkpointed_cycles(journal_url) >= done, f"the job did not run session {day}")
+                    stream.publish_bar("SPY", close_ns(day), 1.0, 1.0, 1.0, 1.0, 1.0)  # after hours: closes it
+                    wait_until(lambda: checkpointed_cycles(journal_url, LIVE_RUN_ID) >= done, f"the job did not run session {day}")
                     if done == 1:  # between sessions: the orchestrator dies, its actors with it
                         connections = stream.connections
                         ray.kill(ray.get_actor(ORCHESTRATOR_NAME, namespace=NAMESPACE), no_restart=False)
-                        _wait(lambda: stream.connections > connections, "the restarted feed did not connect")
+                        wait_until(lambda: stream.connections > connections, "the restarted feed did not connect")
                 os.kill(os.getpid(), signal.SIGTERM)  # the job stops after the cycle in progress
             except BaseException as exc:  # noqa: BLE001 - reported by the test below
                 errors.append(exc)
@@ -303,7 +241,7 @@ def test_live_job_survives_an_orchestrator_crash_between_sessions(ray_local, tmp
     assert summary["broker"]["reconciled"] and summary["broker"]["position_breaks"] == 0
     assert len(sent) == len(set(sent)) and set(sent) == set(server_orders)
     state_url = summary["broker"]["state"]
-    assert {cid for cid, status in _stored_orders(state_url).items() if status != "rejected"} == set(server_orders)
+    assert {cid for cid, status in stored_orders(state_url).items() if status != "rejected"} == set(server_orders)
     statement = json.loads(Path(summary["broker"]["statement"]).read_text())
     assert statement["local_positions"] == statement["broker_positions"] != {}
     assert AuditLog(state_url).verify().ok
