@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -107,7 +106,6 @@ class AlpacaStreamServer(ThreadedWebsocketServer):
         super().__init__(host=host, port=port)
         self._api_key = api_key
         self._secret_key = secret_key
-        self._state = threading.Condition()
         self._clients: set[_Client] = set()
         self._reject_remaining = 0
         self._connections = 0
@@ -171,13 +169,7 @@ class AlpacaStreamServer(ThreadedWebsocketServer):
         Returns:
             How many connections were dropped.
         """
-        with self._state:
-            clients = list(self._clients)
-            self._clients.clear()
-            self._state.notify_all()
-        for client in clients:
-            self._call_soon(client.connection.transport.abort)
-        return len(clients)
+        return self._abort_all_clients()
 
     def wait_subscribed(
         self, symbols: Iterable[str], timeout_s: float = 5.0, *, channel: str | None = None

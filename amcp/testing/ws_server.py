@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -40,6 +40,9 @@ class ThreadedWebsocketServer:
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
         self._start_error: BaseException | None = None
+        # the subclass's client records (each with a ``connection``), guarded by ``_state``
+        self._state = threading.Condition()
+        self._clients: set[Any] = set()
 
     def start(self) -> None:
         """Start listening in a daemon thread.
@@ -76,6 +79,19 @@ class ThreadedWebsocketServer:
         if self._port is None:
             raise self.error(f"{self.label}: not started; call start() or use it as a context manager")
         return f"ws://{self._host}:{self._port}"
+
+    def _abort_all_clients(self) -> int:
+        """Forget every client and abort its connection without a closing handshake (a network
+        drop); return how many there were."""
+        with self._state:
+            clients = list(self._clients)
+            self._clients.clear()
+            self._state.notify_all()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            for client in clients:
+                loop.call_soon_threadsafe(client.connection.transport.abort)
+        return len(clients)
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         """The server's event loop, to schedule work on from other threads."""

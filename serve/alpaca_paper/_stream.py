@@ -124,15 +124,7 @@ class TradeUpdateStream(ThreadedWebsocketServer):
         Returns:
             How many connections were dropped.
         """
-        with self._state:
-            clients = list(self._clients)
-            self._clients.clear()
-            self._state.notify_all()
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            for client in clients:
-                loop.call_soon_threadsafe(client.connection.transport.abort)
-        return len(clients)
+        return self._abort_all_clients()
 
     def pause(self) -> None:
         """Stop delivering: events published until :meth:`resume` are lost to the stream."""
