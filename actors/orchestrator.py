@@ -26,7 +26,7 @@ server, see :func:`actors.planes.start_paper_server`), and the restarted orchest
 LiveBrokerActor reconciles the state database with it, keeping trading HALTED unless they agree.
 The orchestrator checkpoints after every cycle here, so a crash re-runs only the cycle it
 interrupted; that cycle's broker events come from the state database's audit log
-(:class:`actors.planes.BrokerEventReplay`), and the intents it sends again are recognised by
+(:class:`amcp.engine.broker_replay.BrokerEventReplay`), and the intents it sends again are recognised by
 client order id, never sent twice.
 
 Live mode (``mode: live``). The panel is the warm-up history: the constructor feeds it to the
@@ -54,12 +54,13 @@ import ray
 
 from actors.invoker import RayInvoker
 from actors.market_data import AlpacaBarFeedSettings, LiveMarketDataActor, MarketDataActor, alpaca_bar_feed
-from actors.planes import REPLAY_ROLE, BrokerEventReplay, build_plane
+from actors.planes import build_plane
 from amcp.config import TradeConfig
 from amcp.data.bars import BarPanel
 from amcp.data.calendar import TradingCalendar
 from amcp.domain.data import Bar, BarBatch
 from amcp.engine.checkpoint import Checkpoint, CheckpointError, CheckpointStore
+from amcp.engine.broker_replay import REPLAY_ROLE, BrokerEventReplay
 from amcp.engine.cycle import CycleReport, TradingKernel
 from amcp.engine.live_cycles import LiveBarBatcher, next_session, warm_up
 from amcp.errors import AmcpError
