@@ -25,7 +25,9 @@ Two parts (issue #4):
    then orders are offered open-loop at ``--rate`` a second for ``--duration-s``: the pacing
    thread builds each ``SubmitOrder`` at its due time and hands it to a pool of threads, each
    doing one actor call ``submit.remote([command], ctx)``; intent-to-ack runs from building the
-   command to that call returning with ``OrderAccepted``, queueing included. The orders are buy
+   command to that call returning with ``OrderAccepted``, queueing included. The actor is
+   threaded: submits that wait together are group-committed (their intents share one commit
+   before any is sent, their answers one after); the summary reports the batches it formed. The orders are buy
    limits 1-5% under the market, so they rest; the kill switch cancels them all at the end and
    the count canceled is checked. Peer: the same orders, the same runs, sent with bare alpaca-py
    (``TradingClient(..., url_override=server.url).submit_order``) from this process to a fresh
@@ -58,7 +60,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -276,6 +278,7 @@ class PacedRun:
     ack_max_ms: float
     pacing_lag_p99_ms: float
     first_failure: str | None
+    group_commit: dict[str, int] = field(default_factory=dict)  # batches the OMS formed (ours only)
 
     def met(self, rate: float) -> dict[str, bool]:
         sustained = self.accepted == self.offered and self.orders_per_s >= SUSTAINED_FRACTION * rate
@@ -459,6 +462,7 @@ def run_ours(database: str, url: str, args: argparse.Namespace,
                     ray.cancel(ref)
 
             serial, run = measure(database, build, send, args, count, abandon)
+            run.group_commit = ray.get(oms.group_commit_stats.remote())
             canceled = int(ray.get(oms.kill.remote("benchmark done: cancel every resting order")))
         finally:
             ray.kill(oms, no_restart=True)
@@ -573,7 +577,8 @@ def bench_orders(args: argparse.Namespace) -> dict[str, Any]:
             paced = {"offered": ours.offered, "accepted": ours.accepted, "unanswered": ours.unanswered,
                      "grace_s": args.grace_s, "peer_accepted": peer.accepted, "rate_offered_per_s": args.rate,
                      "duration_s": args.duration_s, "workers": args.workers,
-                     "pacing_lag_p99_ms": round(ours.pacing_lag_p99_ms, 2), **common}
+                     "pacing_lag_p99_ms": round(ours.pacing_lag_p99_ms, 2), "group_commit": ours.group_commit,
+                     **common}
             emit(line("orders_per_s", ours.orders_per_s, ALPACA_PEER, peer.orders_per_s, "orders/s", True,
                       **paced))
             emit(line("intent_to_ack_p50_ms", ours.ack_p50_ms, ALPACA_PEER, peer.ack_p50_ms, "ms", False,
@@ -592,7 +597,7 @@ def bench_orders(args: argparse.Namespace) -> dict[str, Any]:
             summary[database] = {"orders_per_s": round(ours.orders_per_s, 1),
                                  "intent_to_ack_p50_ms": round(ours.ack_p50_ms, 2),
                                  "intent_to_ack_p99_ms": round(ours.ack_p99_ms, 2),
-                                 "unanswered": ours.unanswered,
+                                 "unanswered": ours.unanswered, "group_commit": ours.group_commit,
                                  "serial_p50_ms": round(serial.ack_p50_ms, 2),
                                  "serial_orders_per_s": round(serial.orders_per_s, 1)}
     finally:
@@ -612,7 +617,7 @@ def main() -> int:
     parser.add_argument("--grace-s", type=float, default=None,
                         help="seconds to wait for answers after the last offer (default: --duration-s, "
                              "at least 3)")
-    parser.add_argument("--workers", type=int, default=4, help="threads sending orders concurrently")
+    parser.add_argument("--workers", type=int, default=16, help="threads sending orders concurrently")
     parser.add_argument("--warmup", type=int, default=20, help="untimed orders before the timed ones")
     parser.add_argument("--serial", type=int, default=None,
                         help="orders timed one at a time before the paced run (default 50; --quick 30)")

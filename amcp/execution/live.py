@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -61,10 +62,12 @@ from amcp.domain.messages import (
     OrderDenied,
     OrderEvent,
     OrderFilled,
+    OrderRejected,
     SubmitOrder,
 )
 from amcp.domain.serialization import to_record
 from amcp.errors import ExecutionError, StoreError
+from amcp.execution.group_commit import GroupCommit
 from amcp.risk.engine import RiskContext, RiskEngine
 from amcp.store.audit import AuditEntry, AuditLog
 from amcp.store.state import (
@@ -240,8 +243,21 @@ class LiveExecutionEngine:
 
     def submit(self, commands: Sequence[SubmitOrder], ctx: RiskContext) -> list[OrderEvent]:
         """Check, persist, audit and send ``commands``; return every event recorded."""
-        accepted, denied = self.check(commands, ctx)
-        return [*denied, *self.send_checked(accepted)]
+        return self.submit_many([(commands, ctx)])[0]
+
+    def submit_many(
+        self, requests: Sequence[tuple[Sequence[SubmitOrder], RiskContext]]
+    ) -> list[list[OrderEvent]]:
+        """Several callers' :meth:`submit` calls as one group commit; one event list per request.
+
+        Each request is checked against its own context, in order; then every accepted intent of
+        every request is persisted in one transaction (durable before any of them is sent), the
+        requests go out, and the responses are recorded in one transaction. The guarantees are
+        :meth:`submit`'s, per intent.
+        """
+        checked = [self.check(commands, ctx) for commands, ctx in requests]
+        sent = self._send_groups([accepted for accepted, _ in checked])
+        return [[*denied, *events] for (_, denied), events in zip(checked, sent)]
 
     def check(self, commands: Sequence[SubmitOrder], ctx: RiskContext) -> tuple[list[SubmitOrder], list[OrderDenied]]:
         """The pre-trade checks alone (the trading plane's risk hop): return (accepted, denied).
@@ -254,7 +270,7 @@ class LiveExecutionEngine:
         allowed: list[SubmitOrder] = []
         for command in commands:
             reason = None if self._reconciled else "not reconciled with the broker"
-            reason = reason or self.halted_symbols.get(command.symbol)
+            reason = reason or self._halted(command)
             if reason:
                 out.append(self._deny(command, DenyReason.TRADING_HALTED, reason))
             else:
@@ -272,21 +288,98 @@ class LiveExecutionEngine:
         A command this engine did not accept is denied (``not_checked``); one that arrives after
         the engine lost its reconciliation (or its symbol was halted) is denied too.
         """
-        out: list[OrderEvent] = []
-        for command in commands:
-            key = str(command.client_order_id)
-            if key not in self._checked:
-                out.append(self._deny(command, DenyReason.NOT_CHECKED, "not accepted by this engine's pre-trade checks"))
+        return self._send_groups([commands])[0]
+
+    def _halted(self, command: SubmitOrder) -> str | None:
+        """Why ``command`` touches a symbol halted after an overfill (its own or a leg's), if it does."""
+        halted = self.halted_symbols
+        if not halted:
+            return None
+        return halted.get(command.symbol) or next(
+            (halted[leg.symbol] for leg in command.legs if leg.symbol in halted), None)
+
+    def _send_groups(self, groups: Sequence[Sequence[SubmitOrder]]) -> list[list[OrderEvent]]:
+        """Send the checked commands of several callers; one event list per group, in command order.
+
+        New intents of all groups are saved in one transaction (with their audit rows when the
+        audit log shares the database) and their responses recorded in one; an intent
+        reconciliation left pending goes through :meth:`_send` alone. If the joint save fails,
+        every new intent goes through :meth:`_send` alone, which denies each it cannot persist.
+        """
+        slots: list[list[list[OrderEvent]]] = [[[] for _ in group] for group in groups]
+        fresh: list[tuple[int, int, SubmitOrder]] = []
+        for g, group in enumerate(groups):
+            for i, command in enumerate(group):
+                key = str(command.client_order_id)
+                if key not in self._checked:
+                    slots[g][i].append(self._deny(command, DenyReason.NOT_CHECKED,
+                                                  "not accepted by this engine's pre-trade checks"))
+                    continue
+                self._checked.discard(key)
+                reason = None if self._reconciled else "not reconciled with the broker"
+                reason = reason or self._halted(command)
+                if reason:
+                    self.risk.release(command)  # checked, never sent: it may be checked again
+                    slots[g][i].append(self._deny(command, DenyReason.TRADING_HALTED, reason))
+                elif key in self._pending_resend:
+                    slots[g][i].extend(self._send(command))
+                else:
+                    fresh.append((g, i, command))
+        if fresh:
+            for (g, i, _), events in zip(fresh, self._send_fresh([command for _, _, command in fresh])):
+                slots[g][i].extend(events)
+        return [[event for slot in group for event in slot] for group in slots]
+
+    def _send_fresh(self, commands: Sequence[SubmitOrder]) -> list[list[OrderEvent]]:
+        """Save new intents in one transaction, send them, record the answers in one transaction."""
+        try:
+            saved = self.state.save_intents(commands, submitted_ns=self._clock_ns(),
+                                            audits=[self._intent_audit(command) for command in commands])
+        except StoreError as exc:
+            if len(commands) == 1:
+                return [[self._unpersisted(commands[0], exc)]]
+            log.warning("oms: joint save of %d intents failed (%s); saving them one by one", len(commands), exc)
+            return [self._send(command) for command in commands]
+        answers: list[list[OrderEvent]] = []
+        for command, written in zip(commands, saved):
+            if written and self._joint_log is None:
+                self._audit_intent(command)
+        if any(saved):
+            self._crash("intent_saved")
+        for command, written in zip(commands, saved):
+            if not written:
+                log.info("oms: intent %s is already known; not sent again", command.client_order_id)
+                answers.append([])
                 continue
-            self._checked.discard(key)
-            reason = None if self._reconciled else "not reconciled with the broker"
-            reason = reason or self.halted_symbols.get(command.symbol)
-            if reason:
-                self.risk.release(command)  # checked, never sent: it may be checked again
-                out.append(self._deny(command, DenyReason.TRADING_HALTED, reason))
-                continue
-            out.extend(self._send(command))
-        return out
+            answers.append(self._request(command))
+        recorded = set(map(id, self.on_broker_events([event for events in answers for event in events])))
+        return [[event for event in events if id(event) in recorded] for events in answers]
+
+    def _unpersisted(self, command: SubmitOrder, exc: StoreError) -> OrderDenied:
+        """No persisted (and audited) intent, no request: deny ``command``; the engine reconciles
+        before it sends anything again (the save may have landed after all)."""
+        self._reconciled = False
+        log.error("oms: cannot persist intent %s, denied: %s", command.client_order_id, exc)
+        self.risk.release(command)  # never sent: the strategy may emit it again
+        return self._deny(command, DenyReason.STATE_UNAVAILABLE, f"state store unavailable: {exc}")
+
+    def _audit_intent(self, command: SubmitOrder) -> None:
+        """The ``intent`` audit row, appended after the save when the audit log is elsewhere."""
+        self.audit.append(self._actor, "intent", to_record(command), command.ts_ns)
+
+    def _request(self, command: SubmitOrder) -> list[OrderEvent]:
+        """Send one persisted intent; a command the broker client cannot express is rejected
+        locally (nothing left the process)."""
+        self._crash("request_sent")
+        self.sent += 1
+        try:
+            events = self.broker.submit(command)
+        except ExecutionError as exc:
+            log.error("oms: %s cannot be sent: %s", command.client_order_id, exc)
+            events = [OrderRejected(client_order_id=command.client_order_id, ts_ns=self._clock_ns(),
+                                    reason=f"not sent: {exc}")]
+        self._crash("response_received")
+        return events
 
     def _send(self, command: SubmitOrder) -> list[OrderEvent]:
         try:
@@ -294,14 +387,9 @@ class LiveExecutionEngine:
             saved = self.state.save_intent(command, submitted_ns=self._clock_ns(),
                                            audit=self._intent_audit(command))
             if saved and self._joint_log is None:
-                self.audit.append(self._actor, "intent", to_record(command), command.ts_ns)
+                self._audit_intent(command)
         except StoreError as exc:
-            # no persisted (and audited) intent, no request: the order is denied, and the engine
-            # reconciles before it sends anything again (the save may have landed after all)
-            self._reconciled = False
-            log.error("oms: cannot persist intent %s, denied: %s", command.client_order_id, exc)
-            self.risk.release(command)  # never sent: the strategy may emit it again
-            return [self._deny(command, DenyReason.STATE_UNAVAILABLE, f"state store unavailable: {exc}")]
+            return [self._unpersisted(command, exc)]
         if saved:
             self._crash("intent_saved")
         elif str(command.client_order_id) in self._pending_resend:
@@ -319,11 +407,7 @@ class LiveExecutionEngine:
         else:
             log.info("oms: intent %s is already known; not sent again", command.client_order_id)
             return []
-        self._crash("request_sent")
-        self.sent += 1
-        events = self.broker.submit(command)
-        self._crash("response_received")
-        return self.on_broker_events(events)
+        return self.on_broker_events(self._request(command))
 
     def cancel(self, commands: Sequence[CancelOrder]) -> list[OrderEvent]:
         """Cancel orders at the broker (cancels are never blocked: they reduce risk)."""
@@ -336,34 +420,49 @@ class LiveExecutionEngine:
     def on_broker_events(self, events: Sequence[OrderEvent]) -> list[OrderEvent]:
         """Record broker events (from a response, the trade stream or reconciliation).
 
-        If the store cannot record an event (database down) the rest are not recorded either,
+        The events commit in one transaction (each with its audit row when the audit log shares
+        the database). If the store cannot record them (database down) none is recorded,
         nothing is raised, and the engine stops sending until a reconciliation recovers them.
+        An overfill halts the order's symbol, and every leg symbol of a multi-leg order.
         """
+        if not events:
+            return []
+        now = self._clock_ns()
+        try:
+            todo = [event for event in events
+                    if not (isinstance(event, OrderFilled) and not _recorded_by_reconcile(str(event.trade_id))
+                            and self._covered_by_reconcile(event))]
+            records = [to_record(event) for event in todo]
+            results = self.state.apply_many(todo, audits=[self._event_audit(record, now) for record in records])
+        except StoreError as exc:
+            self._reconciled = False
+            log.error("oms: cannot record %d events (first %s for %s): %s; halted until reconciled",
+                      len(events), type(events[0]).__name__, events[0].client_order_id, exc)
+            return []
         recorded: list[OrderEvent] = []
-        for event in events:
-            try:
-                if isinstance(event, OrderFilled) and not _recorded_by_reconcile(str(event.trade_id)):
-                    if self._covered_by_reconcile(event):
-                        continue
-                record, now = to_record(event), self._clock_ns()
-                result = self.state.apply(event, audit=self._event_audit(record, now))
-            except StoreError as exc:
-                self._reconciled = False
-                log.error("oms: cannot record %s for %s (%s); halted until reconciled",
-                          type(event).__name__, event.client_order_id, exc)
-                break
+        for event, record, result in zip(todo, records, results):
             if self._joint_log is None:
                 self._audit("event", _event_payload(record, result), now)
             if result.anomaly is Anomaly.OVERFILL:
-                symbol = getattr(event, "symbol", "") or (result.order.symbol if result.order else "")
-                self.halted_symbols[symbol] = f"symbol halted after an overfill of {event.client_order_id}"
-                log.error("oms: overfill on %s; %s halted", event.client_order_id, symbol)
-            if isinstance(event, OrderFilled) and result.applied:
-                self._crash("fill_applied")
+                self._halt_overfilled(event, result)
             if result.applied:
                 recorded.append(event)
-                self._publish_event(event)
+        if any(isinstance(event, OrderFilled) for event in recorded):
+            self._crash("fill_applied")
+        for event in recorded:
+            self._publish_event(event)
         return recorded
+
+    def _halt_overfilled(self, event: OrderEvent, result: Applied) -> None:
+        """Halt the symbols an overfilled order trades: its own, and each of its legs'."""
+        order = result.order
+        symbols = {getattr(event, "symbol", "") or (order.symbol if order else "")}
+        if order is not None:
+            symbols.update(leg.symbol for leg in order.command.legs)
+        reason = f"symbol halted after an overfill of {event.client_order_id}"
+        for symbol in sorted(symbols - {""}):
+            self.halted_symbols[symbol] = reason
+        log.error("oms: overfill on %s; %s halted", event.client_order_id, ", ".join(sorted(symbols - {""})))
 
     @property
     def unpublished(self) -> int:
@@ -429,7 +528,6 @@ class LiveExecutionEngine:
         skipped, never raised.
         """
         from amcp.brokers.alpaca import trade_update_events
-        from amcp.errors import ExecutionError
 
         if sessions is not None:
             if self._stream_sessions and sessions > self._stream_sessions:
@@ -638,6 +736,12 @@ class LiveOMS:
     """The OMS service: builds the engine from plain settings (picklable, so Ray can rebuild it
     on restart, see ``actors/live_oms.py``) and reconciles in the constructor.
 
+    It may serve several callers at once (a threaded actor): concurrent :meth:`submit` calls are
+    group-committed (:class:`~amcp.execution.group_commit.GroupCommit`: their intents share one
+    commit before any of them is sent, their answers one commit after), and every entry point
+    runs under one lock, so the engine itself only ever sees one call at a time. Calls of one
+    caller are ordered only when it waits for each result before the next call.
+
     Args:
         broker: keyword arguments of :class:`amcp.brokers.alpaca.AlpacaBroker` (key pair, URL…).
         database_url: the trading state and audit database (SQLAlchemy URL).
@@ -647,10 +751,12 @@ class LiveOMS:
             not crash again). ``point`` is one of the engine's crash points.
         events: where recorded events are published: ``{"redis_url": ..., "stream": ...}``
             (:class:`amcp.store.event_stream.EventStream` keyword arguments); None publishes nothing.
+        max_batch: the most submit calls one group commit takes.
     """
 
     def __init__(self, broker: Mapping[str, Any], database_url: str, risk: RiskConfig,
-                 crash_at: tuple[str, str] | None = None, events: Mapping[str, Any] | None = None) -> None:
+                 crash_at: tuple[str, str] | None = None, events: Mapping[str, Any] | None = None,
+                 max_batch: int = 64) -> None:
         from amcp.brokers.alpaca import AlpacaBroker
         from amcp.store.audit import AuditLog
         from amcp.store.event_stream import EventStream
@@ -666,44 +772,61 @@ class LiveOMS:
                     os._exit(1)  # a kill, not an exception: nothing after this line runs
 
         publish = EventStream(**events).publish if events is not None else None
+        self._lock = threading.RLock()
         self.engine = LiveExecutionEngine(AlpacaBroker(**broker), TradingStateStore(database_url),
                                           AuditLog(database_url), RiskEngine(risk), crash_hook=hook,
                                           publish=publish)
-        self.report = self.engine.start()
+        self._submits: GroupCommit[tuple[Sequence[SubmitOrder], RiskContext], list[OrderEvent]] = GroupCommit(
+            self.engine.submit_many, self._lock, max_batch=max_batch)
+        with self._lock:
+            self.report = self.engine.start()
         self.pid = os.getpid()
 
     def reconcile_report(self) -> dict[str, Any]:
         return self.report.to_dict()
 
     def reconcile(self) -> dict[str, Any]:
-        self.report = self.engine.reconcile()
-        return self.report.to_dict()
+        with self._lock:
+            self.report = self.engine.reconcile()
+            return self.report.to_dict()
 
     def submit(self, commands: Sequence[SubmitOrder], ctx: RiskContext) -> list[OrderEvent]:
-        return self.engine.submit(commands, ctx)
+        """Check, persist, send and record ``commands`` (group-committed with concurrent calls)."""
+        return self._submits.run((commands, ctx))
+
+    def group_commit_stats(self) -> dict[str, int]:
+        """How many batches the submits took, and the largest."""
+        return {"batches": self._submits.batches, "largest_batch": self._submits.largest_batch}
 
     def resume_pending(self, ctx: RiskContext) -> list[OrderEvent]:
-        return self.engine.resume_pending(ctx)
+        with self._lock:
+            return self.engine.resume_pending(ctx)
 
     def check(self, commands: Sequence[SubmitOrder], ctx: RiskContext) -> tuple[list[SubmitOrder], list[OrderDenied]]:
-        return self.engine.check(commands, ctx)
+        with self._lock:
+            return self.engine.check(commands, ctx)
 
     def send_checked(self, commands: Sequence[SubmitOrder]) -> list[OrderEvent]:
-        return self.engine.send_checked(commands)
+        with self._lock:
+            return self.engine.send_checked(commands)
 
     def flush_outbox(self) -> int:
-        return self.engine.flush_outbox()
+        with self._lock:
+            return self.engine.flush_outbox()
 
     def cancel(self, commands: Sequence[CancelOrder]) -> list[OrderEvent]:
-        return self.engine.cancel(commands)
+        with self._lock:
+            return self.engine.cancel(commands)
 
     def on_trade_updates(self, messages: Sequence[Mapping[str, Any]], strategy_id: str = "",
                          sessions: int | None = None) -> list[OrderEvent]:
         """Record ``trade_updates`` payloads; see :meth:`LiveExecutionEngine.on_trade_updates`."""
-        return self.engine.on_trade_updates(messages, strategy_id, sessions)
+        with self._lock:
+            return self.engine.on_trade_updates(messages, strategy_id, sessions)
 
     def kill(self, reason: str) -> int:
-        return self.engine.kill(reason)
+        with self._lock:
+            return self.engine.kill(reason)
 
     def process_id(self) -> int:
         return self.pid

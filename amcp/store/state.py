@@ -46,7 +46,7 @@ import the records from here.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Context, Decimal, localcontext
 from pathlib import Path
@@ -344,65 +344,102 @@ class TradingStateStore:
             StoreError: if the command is invalid, another order already holds its client order
                 id, the database cannot be written, or ``audit`` fails (its StoreError as raised).
         """
+        if strategy_id is not None and isinstance(command, SubmitOrder) and strategy_id != command.strategy_id:
+            raise StoreError(
+                f"order {command.client_order_id}: strategy_id {strategy_id!r} differs from the command's "
+                f"{command.strategy_id!r}"
+            )
+        return self.save_intents([command], submitted_ns=submitted_ns, audits=[audit])[0]
+
+    def save_intents(
+        self,
+        commands: Sequence[SubmitOrder],
+        *,
+        submitted_ns: int | None = None,
+        audits: Sequence[IntentAudit | None] | None = None,
+    ) -> list[bool]:
+        """Persist several intents in ONE transaction (a group commit): all are written or none.
+
+        Each command is treated as by :meth:`save_intent` (``audits[i]`` is ``command[i]``'s
+        audit writer); the one commit makes the batch durable before any of its requests is sent.
+
+        Returns:
+            Per command, ``True`` if its row was written, ``False`` if it was already saved.
+
+        Raises:
+            StoreError: if any command is invalid or its id is held by a different order, the
+                database cannot be written, or an audit writer fails; then nothing is written.
+        """
+        audits = [None] * len(commands) if audits is None else list(audits)
+        if len(audits) != len(commands):
+            raise StoreError(f"save_intents: {len(commands)} commands but {len(audits)} audit writers")
+        if submitted_ns is not None:
+            check_ts("submitted_ns", submitted_ns)
+        rows = [self._intent_row(command, submitted_ns) for command in commands]
+
+        def attempt(connection: sa.Connection) -> list[bool]:
+            return [self._insert_intent_row(connection, command, row, audit)
+                    for command, row, audit in zip(commands, rows, audits)]
+
+        subject = commands[0].client_order_id if len(commands) == 1 else None
+        return self._retrying("save_intent" if subject else f"save_intents ({len(commands)})", subject, attempt)
+
+    def _intent_row(self, command: SubmitOrder, submitted_ns: int | None) -> dict[str, Any]:
+        """The validated ``orders`` row of a new intent.
+
+        Raises:
+            StoreError: if the command is not a valid order.
+        """
         if not isinstance(command, SubmitOrder):
             raise StoreError(f"save_intent needs a SubmitOrder, got {type(command).__name__}")
         client_order_id = command.client_order_id
-        if strategy_id is not None and strategy_id != command.strategy_id:
-            raise StoreError(
-                f"order {client_order_id}: strategy_id {strategy_id!r} differs from the command's "
-                f"{command.strategy_id!r}"
-            )
         try:
             Order(command)  # the domain's validation: positive Decimal quantity, needed prices
             payload = to_json(command)
         except DomainError as exc:
             raise StoreError(f"cannot save intent {client_order_id}: {exc}") from exc
         created_ns = check_ts("SubmitOrder.ts_ns", command.ts_ns)
-        if submitted_ns is not None:
-            check_ts("submitted_ns", submitted_ns)
         if not isinstance(command.symbol, str) or not 0 < len(command.symbol) <= _MAX_SYMBOL:
             raise StoreError(
                 f"cannot save intent {client_order_id}: symbol must be 1-{_MAX_SYMBOL} characters, "
                 f"got {command.symbol!r}"
             )
+        return {
+            "client_order_id": str(client_order_id),
+            "broker_order_id": None,
+            "strategy_id": str(command.strategy_id),
+            "symbol": command.symbol,
+            "side": command.side.value,
+            "quantity": command.quantity,
+            "status": (S.INITIALIZED if submitted_ns is None else S.PENDING_NEW).value,
+            "filled_quantity": _ZERO,
+            "filled_notional": _ZERO,
+            "average_fill_price": None,
+            "fees": _ZERO,
+            "replaced_by": None,
+            "command": payload,
+            "created_ns": created_ns,
+            "submitted_ns": submitted_ns,
+            "updated_ns": created_ns if submitted_ns is None else max(created_ns, submitted_ns),
+            "version": 1,
+        }
 
-        def attempt(connection: sa.Connection) -> bool:
-            insert = self._insert_intent
-            if insert is None:  # no INSERT ... ON CONFLICT DO NOTHING: look first
-                insert = _INSERT_ORDER
-                if self._already_saved(connection, command, payload):
-                    return False
-            written = connection.execute(
-                insert,
-                {
-                    "client_order_id": str(client_order_id),
-                    "broker_order_id": None,
-                    "strategy_id": str(command.strategy_id),
-                    "symbol": command.symbol,
-                    "side": command.side.value,
-                    "quantity": command.quantity,
-                    "status": (S.INITIALIZED if submitted_ns is None else S.PENDING_NEW).value,
-                    "filled_quantity": _ZERO,
-                    "filled_notional": _ZERO,
-                    "average_fill_price": None,
-                    "fees": _ZERO,
-                    "replaced_by": None,
-                    "command": payload,
-                    "created_ns": created_ns,
-                    "submitted_ns": submitted_ns,
-                    "updated_ns": created_ns if submitted_ns is None else max(created_ns, submitted_ns),
-                    "version": 1,
-                },
-            ).rowcount
-            if written != 1:  # the id is taken (ON CONFLICT DO NOTHING): by this very order?
-                if not self._already_saved(connection, command, payload):
-                    raise _VersionConflict(client_order_id)  # its holder is gone: try again
+    def _insert_intent_row(self, connection: sa.Connection, command: SubmitOrder, row: dict[str, Any],
+                           audit: IntentAudit | None) -> bool:
+        """Insert one intent row unless the same order is saved already; run ``audit`` if written."""
+        insert = self._insert_intent
+        if insert is None:  # no INSERT ... ON CONFLICT DO NOTHING: look first
+            insert = _INSERT_ORDER
+            if self._already_saved(connection, command, row["command"]):
                 return False
-            if audit is not None:
-                audit(connection)
-            return True
-
-        return self._retrying("save_intent", client_order_id, attempt)
+        written = connection.execute(insert, row).rowcount
+        if written != 1:  # the id is taken (ON CONFLICT DO NOTHING): by this very order?
+            if not self._already_saved(connection, command, row["command"]):
+                raise _VersionConflict(command.client_order_id)  # its holder is gone: try again
+            return False
+        if audit is not None:
+            audit(connection)
+        return True
 
     def _already_saved(self, connection: sa.Connection, command: SubmitOrder, payload: str) -> bool:
         """Whether ``command`` is saved already: False if no order holds its client order id.
@@ -466,18 +503,41 @@ class TradingStateStore:
             StoreError: if ``event`` is not an order event, the database fails, concurrent
                 writers won :attr:`max_attempts` times, or ``audit`` fails (its StoreError as raised).
         """
-        if not isinstance(event, EVENT_TYPES):
-            raise StoreError(f"cannot apply {type(event).__name__}: not an order event")
-        check_ts(f"{type(event).__name__}.ts_ns", event.ts_ns)
-        what = f"apply {type(event).__name__}"
+        return self.apply_many([event], audits=[audit])[0]
 
-        def attempt(connection: sa.Connection) -> Applied:
-            applied = self._apply(connection, event)
-            if audit is not None:
-                audit(connection, applied)
-            return applied
+    def apply_many(
+        self, events: Sequence[OrderEvent], *, audits: Sequence[EventAudit | None] | None = None
+    ) -> list[Applied]:
+        """Apply several order events, in order, in ONE transaction (a group commit).
 
-        return self._retrying(what, event.client_order_id, attempt)
+        Each event is applied as by :meth:`apply` (``audits[i]`` audits ``events[i]``), seeing
+        the ones before it; the batch commits together or not at all (a retry re-runs it whole).
+
+        Raises:
+            StoreError: as :meth:`apply`; then none of the events is recorded.
+        """
+        audits = [None] * len(events) if audits is None else list(audits)
+        if len(audits) != len(events):
+            raise StoreError(f"apply_many: {len(events)} events but {len(audits)} audit writers")
+        for event in events:
+            if not isinstance(event, EVENT_TYPES):
+                raise StoreError(f"cannot apply {type(event).__name__}: not an order event")
+            check_ts(f"{type(event).__name__}.ts_ns", event.ts_ns)
+        if not events:
+            return []
+
+        def attempt(connection: sa.Connection) -> list[Applied]:
+            results: list[Applied] = []
+            for event, audit in zip(events, audits):
+                applied = self._apply(connection, event)
+                if audit is not None:
+                    audit(connection, applied)
+                results.append(applied)
+            return results
+
+        first = events[0]
+        what = f"apply {type(first).__name__}" if len(events) == 1 else f"apply {len(events)} events"
+        return self._retrying(what, first.client_order_id if len(events) == 1 else None, attempt)
 
     def _apply(self, connection: sa.Connection, event: OrderEvent) -> Applied:
         if isinstance(event, OrderLegAccepted):
@@ -828,10 +888,12 @@ def _create_engine(url: sa.URL) -> sa.Engine:
 
     pysqlite's own transaction handling is switched off so a write transaction starts with
     ``BEGIN IMMEDIATE``: two writers then queue on the database lock (up to 30 s) instead of
-    failing when both try to upgrade a read lock.
+    failing when both try to upgrade a read lock. A server database's pooled connections are
+    tested before use (``pool_pre_ping``): after a server restart the pool's dead sessions are
+    replaced instead of failing the next write.
     """
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url)
+        return sa.create_engine(url, pool_pre_ping=True)
     engine = sa.create_engine(url, connect_args={"timeout": 30})
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -288,7 +288,7 @@ def test_an_intent_the_database_cannot_persist_is_denied_and_never_sent(rig, mon
     def down(*args: Any, **kwargs: Any) -> bool:
         raise StoreError("connection refused")
 
-    monkeypatch.setattr(engine.state, "save_intent", down)
+    monkeypatch.setattr(engine.state, "save_intents", down)
     events = engine.submit([_order(random.Random(5), 1, rig.now)], rig.ctx())
     assert [e.reason for e in events] == [DenyReason.STATE_UNAVAILABLE]
     assert broker_orders(rig.inspector) == []
