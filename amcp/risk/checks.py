@@ -1,4 +1,5 @@
-"""Stateless pieces of the pre-trade checks: order-shape validation and worst-case exposure maths.
+"""Stateless pieces of the pre-trade checks: order-shape validation, worst-case exposure maths,
+reference-price freshness and the messages several checks share.
 
 Nothing here holds state or reads a clock; :mod:`amcp.risk.engine` composes these into the
 ordered check chain and keeps the state (trading state, accepted ids, throttle, intents).
@@ -25,8 +26,9 @@ reducing order passes the gross exposure and buying power checks.
 
 from __future__ import annotations
 
+from collections import deque
 from decimal import Decimal
-from typing import Final
+from typing import Final, TypeGuard
 
 from amcp.domain.enums import DenyReason, OrderClass, OrderSide, OrderType
 from amcp.domain.instruments import Instrument, OptionContract
@@ -34,6 +36,7 @@ from amcp.domain.messages import SubmitOrder
 from amcp.errors import DomainError
 
 ZERO: Final = Decimal(0)
+NS_PER_S: Final = 1_000_000_000
 _MARKET: Final = OrderType.MARKET
 
 #: order side -> sign of its quantity; a plain "buy"/"sell" string hashes equal to the enum.
@@ -60,6 +63,82 @@ def added_units(position: Decimal, pending_buy: Decimal, pending_sell: Decimal) 
     worst = max(low, high)
     base = abs(position)
     return worst - base if worst > base else ZERO
+
+
+def add_working(
+    pending: dict[str, tuple[Decimal, Decimal]], symbol: str, sign: int, quantity: Decimal, position: Decimal
+) -> Decimal:
+    """Add ``quantity`` to the working buys (``sign`` > 0) or sells of ``symbol`` in ``pending``
+    (symbol -> (working buys, working sells)); return the units by which that raises the
+    worst-case ``|position|``: ``added_units`` after − before, 0 or more."""
+    current = pending.get(symbol)
+    if current is None:
+        buys = sells = before = ZERO
+    else:
+        buys, sells = current
+        before = added_units(position, buys, sells)
+    if sign > 0:
+        buys += quantity
+    else:
+        sells += quantity
+    pending[symbol] = (buys, sells)
+    return added_units(position, buys, sells) - before
+
+
+def usable_price(price: object) -> TypeGuard[Decimal]:
+    """Return whether ``price`` can value exposure: a finite Decimal > 0."""
+    return isinstance(price, Decimal) and price.is_finite() and price > 0
+
+
+def fresh_price(
+    reference: Decimal | None, price_ts_ns: int | None, ts_ns: int, max_age_ns: int
+) -> TypeGuard[Decimal]:
+    """Return whether a mark ``reference`` taken at ``price_ts_ns`` is usable at ``ts_ns``: a
+    positive finite number, timestamped, at most ``max_age_ns`` old."""
+    return (
+        reference is not None
+        and reference.is_finite()
+        and reference > ZERO
+        and price_ts_ns is not None
+        and ts_ns - price_ts_ns <= max_age_ns
+    )
+
+
+def reference_problem(
+    symbol: str, reference: Decimal | None, price_ts_ns: int | None, ts_ns: int, max_age_s: float
+) -> tuple[DenyReason, str]:
+    """Return why the mark ``reference`` of ``symbol``, taken at ``price_ts_ns``, that
+    :func:`fresh_price` refused cannot be used at ``ts_ns``: absent, not a positive number,
+    without a timestamp, or older than ``max_age_s``."""
+    if reference is None:
+        return DenyReason.NO_REFERENCE_PRICE, f"no reference price for {symbol} in the portfolio snapshot"
+    if not reference.is_finite() or reference <= ZERO:
+        return (
+            DenyReason.NO_REFERENCE_PRICE,
+            f"reference price {reference} for {symbol} is not a positive number",
+        )
+    if price_ts_ns is None:
+        return DenyReason.STALE_REFERENCE_PRICE, (
+            f"reference price {reference} for {symbol} has no timestamp (max_price_age_s {max_age_s:g})"
+        )
+    age_ns = ts_ns - price_ts_ns
+    return DenyReason.STALE_REFERENCE_PRICE, (
+        f"reference price {reference} for {symbol} is {age_ns / NS_PER_S:g}s old (taken at "
+        f"{price_ts_ns}, now {ts_ns}); max_price_age_s {max_age_s:g}"
+    )
+
+
+def throttled_message(throttle: deque[int], max_orders: int, window_s: float, ts_ns: int) -> str:
+    """Return the THROTTLED message: ``throttle`` holds the accept stamps inside the trailing window."""
+    return (
+        f"{len(throttle)} orders accepted in the trailing {window_s:g}s "
+        f"(oldest at {throttle[0]}, now {ts_ns}); throttle_max_orders {max_orders}"
+    )
+
+
+def enum_text(value: object) -> object:
+    """Return an enum member's value, anything else as is (for messages)."""
+    return getattr(value, "value", value)
 
 
 def quantity_problem(quantity: object, instrument: Instrument) -> str | None:

@@ -29,7 +29,9 @@ otherwise be accepted uses up the throttle budget):
 10. REDUCE_ONLY               ``reduce_only`` and the order is not reducing.
 11. NO_REFERENCE_PRICE        no usable mark for the symbol in ``portfolio.prices``.
 12. STALE_REFERENCE_PRICE     ``ts_ns − price_ts_ns > max_price_age_s`` (or no mark timestamp).
-13. PRICE_COLLAR              a limit or stop farther than ``price_collar_pct`` from the mark.
+13. PRICE_COLLAR              a limit or stop, or a bracket/OCO/OTO exit (``take_profit_limit_price``,
+                              ``stop_loss_stop_price``, ``stop_loss_limit_price``), farther than
+                              ``price_collar_pct`` from the mark; the message names the price.
 14. MAX_ORDER_NOTIONAL        ``quantity × max(mark, limit, stop) × multiplier`` > limit.
 15. MAX_POSITION              worst-case resulting |position| × mark × multiplier > limit
                               (reducing orders pass).
@@ -45,15 +47,13 @@ orders plus earlier accepts in the call, full quantity), a sell of ``q`` reduces
 the position towards zero, whatever else fills. Crossing zero counts as increasing. Positions
 are the firm-wide ``portfolio.positions``. Exposure maths: :mod:`amcp.risk.checks`.
 
-Multi-leg option orders (``mleg``: ``symbol`` is the root, ``quantity`` strategy units): each
-leg's symbol must be known and not restricted; ``quantity × largest ratio`` (contracts of the
-biggest leg) against ``max_order_quantity``; unless every leg's position intent closes, the order
-counts as increasing for REDUCING and ``reduce_only``. Its notional is ``quantity × 100 ×
-|net limit|`` for a limit order; a market order is valued at ``quantity × 100 × Σ ratio × mark``
-over its legs (the gross premium, an upper bound of the net), so every leg needs a fresh mark
-(NO_REFERENCE_PRICE / STALE_REFERENCE_PRICE otherwise). A debit (market, or a positive net
-limit) consumes that notional of buying power; a credit consumes none. Position and gross
-exposure limits are per symbol and are not applied to the legs of a multi-leg order.
+Multi-leg option orders (``mleg``) take their own checks after 5a, in the order listed in
+:mod:`amcp.risk._multi_leg`; an accepted one's legs join the working quantity of their symbols
+for the rest of the call. Working orders (``ctx.open_orders``) are folded into each call's
+book, simple orders at their full quantity and mleg orders leg by leg; a working order that
+cannot be valued makes every later order that adds exposure deny with NO_REFERENCE_PRICE. The
+fold and its reuse across calls: :mod:`amcp.risk._book`; instrument lookups:
+:mod:`amcp.risk._listings`.
 
 Buying power is taken as notional buying power (the leveraged figure Alpaca reports), so an
 order consumes its added exposure at a margin requirement of 1.
@@ -70,28 +70,35 @@ from enum import Enum
 from typing import TYPE_CHECKING, Final
 
 from amcp.domain._fast_init import fast_init
-from amcp.domain.enums import DenyReason, OrderClass, OrderType, TradingState
+from amcp.domain.enums import DenyReason, OrderClass, TradingState
 from amcp.domain.identifiers import ALGO_CHILD_TAG_PREFIX, ClientOrderId
-from amcp.domain.instruments import Instrument, OptionContract
+from amcp.domain.instruments import Instrument
 from amcp.domain.instruments import instrument_for as default_instrument_for
 from amcp.domain.messages import OrderDenied, SubmitOrder, TradingStateChanged
 from amcp.domain.objects import to_decimal
-from amcp.errors import DomainError, RiskError
+from amcp.errors import RiskError
 from amcp.portfolio.snapshot import PortfolioSnapshot
+from amcp.risk._book import CallBook, WorkingOrders
+from amcp.risk._listings import Listings
+from amcp.risk._multi_leg import check_multi_leg
 from amcp.risk.checks import (
+    NS_PER_S,
     SIDE_SIGN,
     ZERO,
     added_units,
+    enum_text,
+    fresh_price,
     order_class_problem,
     price_problem,
     quantity_problem,
+    reference_problem,
+    throttled_message,
     valuation_price,
 )
 
 if TYPE_CHECKING:
     from amcp.config import RiskConfig
 
-_NS_PER_S: Final = 1_000_000_000
 _SEVERITY: Final = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
 
 _ACTIVE: Final = TradingState.ACTIVE
@@ -111,7 +118,8 @@ class RiskContext:
         portfolio: positions, equity, buying power, gross exposure, and ``prices`` with
             ``price_ts_ns`` as the reference prices.
         open_orders: working orders; each counts at its full quantity toward position,
-            exposure and buying power.
+            exposure and buying power (an ``mleg`` order leg by leg). Treated as immutable, like
+            ``portfolio``: their fold is cached while the same objects are passed.
         session_date: the trading session; when it changes, the daily-loss state resets.
     """
 
@@ -130,25 +138,7 @@ class _Source(Enum):
     MANUAL = "manual"
 
 
-# An instrument lookup, cached per symbol: (instrument, restricted message or None), or the
-# UNKNOWN_INSTRUMENT message.
-_Listing = tuple[Instrument, str | None] | str
-
-
 _LOSS_LIMIT: Final = _Source.LOSS_LIMIT
-
-
-class _CallBook:
-    """Scratch state of one ``check`` call: working quantity per symbol and what it consumes."""
-
-    __slots__ = ("added_gross", "buying_power_used", "open_ids", "pending", "unpriced")
-
-    def __init__(self) -> None:
-        self.pending: dict[str, list[Decimal]] = {}  # symbol -> [working buy qty, working sell qty]
-        self.added_gross = ZERO  # USD the working orders can add to gross exposure
-        self.buying_power_used = ZERO  # USD of buying power the working orders consume
-        self.unpriced: str | None = None  # a working order whose exposure cannot be valued
-        self.open_ids: set[ClientOrderId] | frozenset[ClientOrderId] = frozenset()
 
 
 class RiskEngine:
@@ -165,18 +155,16 @@ class RiskEngine:
         instrument_for: Callable[[str], Instrument] = default_instrument_for,
     ) -> None:
         self._config = config
-        self._instrument_for = instrument_for
         # Limits as exact Decimals and integer nanoseconds, converted once.
         self._max_order_quantity = config.max_order_quantity
         self._max_order_notional = config.max_order_notional_usd
         self._collar = to_decimal(config.price_collar_pct)
-        self._max_price_age_ns = round(config.max_price_age_s * _NS_PER_S)
+        self._max_price_age_ns = round(config.max_price_age_s * NS_PER_S)
         self._max_position = config.max_position_notional_usd
         self._max_gross = config.max_gross_exposure_usd
-        self._intent_window_ns = round(config.duplicate_intent_window_s * _NS_PER_S)
+        self._intent_window_ns = round(config.duplicate_intent_window_s * NS_PER_S)
         self._throttle_max = config.throttle_max_orders
-        self._throttle_window_ns = round(config.throttle_window_s * _NS_PER_S)
-        self._restricted = frozenset(s.strip().upper() for s in config.restricted_symbols)
+        self._throttle_window_ns = round(config.throttle_window_s * NS_PER_S)
         self._reduce_fraction = to_decimal(config.daily_loss_reduce_pct)
         self._halt_fraction = to_decimal(config.daily_loss_halt_pct)
 
@@ -187,7 +175,10 @@ class RiskEngine:
         self._loss_level = _ACTIVE
         self._session_date: date | None = None
 
-        self._listings: dict[str, _Listing] = {}
+        self._listings = Listings(
+            instrument_for, frozenset(s.strip().upper() for s in config.restricted_symbols)
+        )
+        self._working_orders = WorkingOrders(self._listings)
         self._accepted_ids: set[ClientOrderId] = set()
         self._throttle: deque[int] = deque()
         self._intents: dict[tuple[object, ...], int] = {}
@@ -335,7 +326,7 @@ class RiskEngine:
                 denied.append(_denied(command, ts_ns, DenyReason.TRADING_HALTED, message))
             return accepted, denied
         self._expire(ts_ns)
-        book = self._book(ctx)
+        book = self._working_orders.book(ctx.portfolio, ctx.open_orders)
         for command in commands:
             verdict = self._check_one(command, ctx, book)
             if verdict is None:
@@ -354,7 +345,7 @@ class RiskEngine:
             self._intents.pop(_intent_key(command), None)
 
     def _check_one(
-        self, command: SubmitOrder, ctx: RiskContext, book: _CallBook
+        self, command: SubmitOrder, ctx: RiskContext, book: CallBook
     ) -> tuple[DenyReason, str] | None:
         ts_ns = ctx.ts_ns
         client_order_id = command.client_order_id
@@ -378,20 +369,19 @@ class RiskEngine:
             last_ns = self._intents.get(intent)
             if last_ns is not None and ts_ns - last_ns < self._intent_window_ns:
                 return DenyReason.DUPLICATE_INTENT, (
-                    f"{command.strategy_id} {_text(side)} {quantity} {symbol} {_text(command.order_type)} "
-                    f"limit {command.limit_price} stop {command.stop_price} was accepted "
-                    f"{(ts_ns - last_ns) / _NS_PER_S:g}s ago (at {last_ns}); duplicate_intent_window_s "
-                    f"{self._config.duplicate_intent_window_s:g}"
+                    f"{command.strategy_id} {enum_text(side)} {quantity} {symbol} "
+                    f"{enum_text(command.order_type)} limit {command.limit_price} stop {command.stop_price} "
+                    f"was accepted {(ts_ns - last_ns) / NS_PER_S:g}s ago (at {last_ns}); "
+                    f"duplicate_intent_window_s {self._config.duplicate_intent_window_s:g}"
                 )
 
-        listing = self._listings.get(symbol)
-        if listing is None:
-            listing = self._listing(symbol)
+        listing = self._listings[symbol]
         if isinstance(listing, str):
             return DenyReason.UNKNOWN_INSTRUMENT, listing
         instrument, restricted = listing
         if restricted is not None:
             return DenyReason.RESTRICTED_SYMBOL, restricted
+        exits: tuple[tuple[str, Decimal | None], ...] = ()
         if (
             command.order_class is not _SIMPLE
             or command.legs
@@ -402,7 +392,17 @@ class RiskEngine:
             if verdict is not None:
                 return verdict
             if command.order_class is _MLEG:
-                verdict = self._check_multi_leg(command, ctx, book)
+                verdict = check_multi_leg(
+                    command,
+                    ctx.portfolio,
+                    ts_ns,
+                    book,
+                    listings=self._listings,
+                    config=self._config,
+                    max_price_age_ns=self._max_price_age_ns,
+                    reducing_reason=self._state_reason if self._state is _REDUCING else None,
+                    throttle=self._throttle,
+                )
                 if verdict is None:
                     self._accepted_ids.add(client_order_id)
                     self._throttle.append(ts_ns)
@@ -410,6 +410,11 @@ class RiskEngine:
                         self._intents[intent] = ts_ns
                         self._intent_log.append((ts_ns, intent))
                 return verdict
+            exits = (
+                ("take_profit_limit_price", command.take_profit_limit_price),
+                ("stop_loss_stop_price", command.stop_loss_stop_price),
+                ("stop_loss_limit_price", command.stop_loss_limit_price),
+            )
 
         sign = SIDE_SIGN.get(side)
         if sign is None:
@@ -430,7 +435,7 @@ class RiskEngine:
         snapshot = ctx.portfolio
         position = snapshot.positions.get(symbol, ZERO)
         pending = book.pending.get(symbol)
-        pending_buy, pending_sell = (ZERO, ZERO) if pending is None else (pending[0], pending[1])
+        pending_buy, pending_sell = (ZERO, ZERO) if pending is None else pending
         if sign > 0:
             working = pending_buy
             resulting = position + pending_buy + quantity
@@ -453,31 +458,15 @@ class RiskEngine:
 
         # Reference price: present, usable, fresh.
         reference = snapshot.prices.get(symbol)
-        if reference is None:
-            return DenyReason.NO_REFERENCE_PRICE, f"no reference price for {symbol} in the portfolio snapshot"
-        if not reference.is_finite() or reference <= ZERO:
-            return (
-                DenyReason.NO_REFERENCE_PRICE,
-                f"reference price {reference} for {symbol} is not a positive number",
-            )
         price_ts_ns = snapshot.price_ts_ns.get(symbol)
-        if price_ts_ns is None:
-            return DenyReason.STALE_REFERENCE_PRICE, (
-                f"reference price {reference} for {symbol} has no timestamp (max_price_age_s "
-                f"{self._config.max_price_age_s:g})"
-            )
-        age_ns = ts_ns - price_ts_ns
-        if age_ns > self._max_price_age_ns:
-            return DenyReason.STALE_REFERENCE_PRICE, (
-                f"reference price {reference} for {symbol} is {age_ns / _NS_PER_S:g}s old (taken at "
-                f"{price_ts_ns}, now {ts_ns}); max_price_age_s {self._config.max_price_age_s:g}"
-            )
+        if not fresh_price(reference, price_ts_ns, ts_ns, self._max_price_age_ns):
+            return reference_problem(symbol, reference, price_ts_ns, ts_ns, self._config.max_price_age_s)
 
         limit_price = command.limit_price
         stop_price = command.stop_price
-        if limit_price is not None or stop_price is not None:
+        if limit_price is not None or stop_price is not None or exits:
             band = reference * self._collar
-            for name, value in (("limit_price", limit_price), ("stop_price", stop_price)):
+            for name, value in (("limit_price", limit_price), ("stop_price", stop_price), *exits):
                 if value is not None and abs(value - reference) > band:
                     return DenyReason.PRICE_COLLAR, (
                         f"{name} {value} is {abs(value - reference) / reference:.2%} from the reference "
@@ -537,16 +526,15 @@ class RiskEngine:
                 )
 
         if len(self._throttle) >= self._throttle_max:
-            return DenyReason.THROTTLED, (
-                f"{len(self._throttle)} orders accepted in the trailing {self._config.throttle_window_s:g}s "
-                f"(oldest at {self._throttle[0]}, now {ts_ns}); throttle_max_orders {self._throttle_max}"
+            return DenyReason.THROTTLED, throttled_message(
+                self._throttle, self._throttle_max, self._config.throttle_window_s, ts_ns
             )
 
         # Accepted: record it so later commands of this call and later calls see it.
-        if pending is None:
-            book.pending[symbol] = [quantity, ZERO] if sign > 0 else [ZERO, quantity]
+        if sign > 0:
+            book.pending[symbol] = (pending_buy + quantity, pending_sell)
         else:
-            pending[0 if sign > 0 else 1] += quantity
+            book.pending[symbol] = (pending_buy, pending_sell + quantity)
         if added > ZERO:
             book.added_gross += gross_added
             book.buying_power_used += cost
@@ -557,101 +545,7 @@ class RiskEngine:
             self._intent_log.append((ts_ns, intent))
         return None
 
-    def _check_multi_leg(
-        self, command: SubmitOrder, ctx: RiskContext, book: _CallBook
-    ) -> tuple[DenyReason, str] | None:
-        """The checks of a well-formed multi-leg order (see the module docstring); on accept,
-        what it consumes is added to ``book``."""
-        legs = command.legs
-        quantity = command.quantity
-        for leg in legs:
-            listing = self._listings.get(leg.symbol) or self._listing(leg.symbol)
-            if isinstance(listing, str):
-                return DenyReason.UNKNOWN_INSTRUMENT, listing
-            if listing[1] is not None:
-                return DenyReason.RESTRICTED_SYMBOL, listing[1]
-        largest = max(leg.ratio_quantity for leg in legs)
-        if quantity * largest > self._max_order_quantity:
-            return DenyReason.MAX_ORDER_QUANTITY, (
-                f"mleg {quantity} × ratio {largest} = {quantity * largest} contracts of one leg exceeds "
-                f"max_order_quantity {self._max_order_quantity}"
-            )
-        if not all(leg.position_intent is not None and leg.position_intent.closes for leg in legs):
-            if self._state is _REDUCING:
-                return DenyReason.TRADING_REDUCING, (
-                    f"trading is reducing ({self._state_reason}): an mleg order on {command.symbol} whose legs "
-                    "do not all close positions"
-                )
-            if command.reduce_only:
-                return DenyReason.REDUCE_ONLY, (
-                    f"reduce_only mleg order on {command.symbol} has legs that do not close positions"
-                )
-        multiplier = OptionContract.from_occ(legs[0].symbol).multiplier
-        limit = command.limit_price
-        snapshot = ctx.portfolio
-        if command.order_type is OrderType.LIMIT and limit is not None:
-            price, basis = abs(limit), f"|net limit {limit}|"
-        else:
-            price = ZERO
-            for leg in legs:
-                mark = snapshot.prices.get(leg.symbol)
-                if mark is None or not mark.is_finite() or mark <= ZERO:
-                    return DenyReason.NO_REFERENCE_PRICE, (
-                        f"a market mleg order is valued at its legs' marks; {leg.symbol} has none usable ({mark})"
-                    )
-                mark_ts_ns = snapshot.price_ts_ns.get(leg.symbol)
-                if mark_ts_ns is None or ctx.ts_ns - mark_ts_ns > self._max_price_age_ns:
-                    return DenyReason.STALE_REFERENCE_PRICE, (
-                        f"mark {mark} of mleg leg {leg.symbol} taken at {mark_ts_ns}, now {ctx.ts_ns}; "
-                        f"max_price_age_s {self._config.max_price_age_s:g}"
-                    )
-                price += leg.ratio_quantity * mark
-            basis = f"Σ ratio × mark {price}"
-        notional = quantity * price * multiplier
-        if notional > self._max_order_notional:
-            return DenyReason.MAX_ORDER_NOTIONAL, (
-                f"mleg order notional {notional} USD ({quantity} × {basis} × {multiplier}) on {command.symbol} "
-                f"exceeds max_order_notional_usd {self._max_order_notional}"
-            )
-        cost = notional if limit is None or limit > ZERO else ZERO
-        remaining = snapshot.buying_power - book.buying_power_used
-        if cost > remaining:
-            return DenyReason.INSUFFICIENT_BUYING_POWER, (
-                f"mleg debit on {command.symbol} needs {cost} USD of buying power; {remaining} USD remains "
-                f"(buying power {snapshot.buying_power} − working orders {book.buying_power_used})"
-            )
-        if len(self._throttle) >= self._throttle_max:
-            return DenyReason.THROTTLED, (
-                f"{len(self._throttle)} orders accepted in the trailing {self._config.throttle_window_s:g}s "
-                f"(oldest at {self._throttle[0]}, now {ctx.ts_ns}); throttle_max_orders {self._throttle_max}"
-            )
-        book.buying_power_used += cost
-        return None
-
     # ------------------------------------------------------------------ helpers
-
-    def _listing(self, symbol: str) -> _Listing:
-        """Look up (and cache) the instrument of ``symbol`` and whether it is restricted."""
-        listing: _Listing
-        try:
-            instrument = self._instrument_for(symbol)
-        except (DomainError, LookupError) as exc:
-            listing = f"unknown instrument {symbol!r}: {exc}"
-        else:
-            canonical = instrument.symbol
-            if canonical != symbol:
-                listing = f"symbol {symbol!r} is not written as its instrument writes it: {canonical!r}"
-            elif canonical in self._restricted:
-                listing = (instrument, f"{canonical} is a restricted symbol")
-            elif isinstance(instrument, OptionContract) and instrument.underlying in self._restricted:
-                listing = (
-                    instrument,
-                    f"{canonical} is an option on the restricted symbol {instrument.underlying}",
-                )
-            else:
-                listing = (instrument, None)
-        self._listings[symbol] = listing
-        return listing
 
     def _expire(self, ts_ns: int) -> None:
         """Drop throttle stamps and intents that have left their windows at ``ts_ns``."""
@@ -667,51 +561,6 @@ class RiskEngine:
                 stamp, intent = log.popleft()
                 if intents.get(intent) == stamp:
                     del intents[intent]
-
-    def _book(self, ctx: RiskContext) -> _CallBook:
-        """Fold the working orders into a fresh per-call book (each at its full quantity)."""
-        book = _CallBook()
-        open_orders = ctx.open_orders
-        if not open_orders:
-            return book
-        book.open_ids = {order.client_order_id for order in open_orders}
-        positions = ctx.portfolio.positions
-        prices = ctx.portfolio.prices
-        pending_by_symbol = book.pending
-        for order in open_orders:
-            sign = SIDE_SIGN.get(order.side)
-            quantity = order.quantity
-            if sign is None or not isinstance(quantity, Decimal) or not quantity.is_finite() or quantity <= 0:
-                continue  # cannot fill, adds nothing
-            symbol = order.symbol
-            pending = pending_by_symbol.get(symbol)
-            if pending is None:
-                pending = pending_by_symbol[symbol] = [ZERO, ZERO]
-            position = positions.get(symbol, ZERO)
-            before = added_units(position, pending[0], pending[1])
-            pending[0 if sign > 0 else 1] += quantity
-            added = added_units(position, pending[0], pending[1]) - before
-            if added <= 0:
-                continue
-            listing = self._listings.get(symbol) or self._listing(symbol)
-            reference = prices.get(symbol)
-            if reference is None:
-                reference = order.limit_price if order.limit_price is not None else order.stop_price
-            if (
-                isinstance(listing, str)
-                or not isinstance(reference, Decimal)
-                or not reference.is_finite()
-                or reference <= 0
-            ):
-                if book.unpriced is None:
-                    book.unpriced = (
-                        f"working order {order.client_order_id} ({_text(order.side)} {quantity} {symbol})"
-                    )
-                continue
-            multiplier = listing[0].multiplier
-            book.added_gross += added * reference * multiplier
-            book.buying_power_used += added * valuation_price(reference, order) * multiplier
-        return book
 
 
 def _intent_key(command: SubmitOrder) -> tuple[object, ...]:
@@ -732,11 +581,6 @@ def _intent_key(command: SubmitOrder) -> tuple[object, ...]:
         intent = (*intent, command.order_class, command.legs, command.take_profit_limit_price,
                   command.stop_loss_stop_price, command.stop_loss_limit_price)
     return intent
-
-
-def _text(value: object) -> object:
-    """An enum member's value, anything else as is (for messages)."""
-    return getattr(value, "value", value)
 
 
 def _denied(command: SubmitOrder, ts_ns: int, reason: DenyReason, message: str) -> OrderDenied:

@@ -239,7 +239,7 @@ def test_multi_leg_positions_are_the_legs_fills_not_the_parents(url, parent_fill
     rig = Rig(url, broker)
     broker.answers["c-1"] = _spread_answer()
 
-    rig.engine.submit([_spread()], rig.ctx())
+    rig.engine.submit([_spread()], rig.ctx({"AAPL": Decimal(100), **MARKS}))
     rig.stream("fill", broker.update("leg-a", status="filled", filled_qty="3", filled_avg_price="1.05"), "e-a", "3", "1.05")
     rig.stream("fill", broker.update("leg-b", status="filled", filled_qty="6", filled_avg_price="0.75"), "e-b", "6", "0.75")
     parent = broker.update("c-1", status="filled", filled_qty="3", filled_avg_price="-0.45")
@@ -254,6 +254,25 @@ def test_multi_leg_positions_are_the_legs_fills_not_the_parents(url, parent_fill
     assert row.status is OrderStatus.FILLED and row.filled_quantity == 3 and row.average_fill_price == Decimal("-0.45")
     assert state.positions() == {CALL_480: Decimal(3), CALL_490: Decimal(-6)}
     assert state.anomalies() == []
+
+
+def test_an_overfilled_multi_leg_order_halts_its_root_and_every_leg_symbol(url) -> None:
+    broker = StubBroker()
+    rig = Rig(url, broker)
+    broker.answers["c-1"] = _spread_answer()
+    ctx = rig.ctx({"AAPL": Decimal(100), **MARKS})
+    rig.engine.submit([_spread()], ctx)
+
+    parent = broker.update("c-1", status="filled", filled_qty="4", filled_avg_price="-0.45")
+    assert rig.stream("fill", parent, "e-p", "4", "-0.45") == []  # 4 of 3: refused
+
+    assert [a.kind for a in rig.engine.state.anomalies("c-1")] == [Anomaly.OVERFILL]
+    assert set(rig.engine.halted_symbols) == {"SPY", CALL_480, CALL_490}
+    single_leg = _command("c-2", symbol=CALL_490, quantity=Decimal(1), limit_price=Decimal("0.75"))
+    another_spread = _spread("c-3")
+    denied = rig.engine.submit([single_leg, another_spread], ctx)
+    assert [(e.client_order_id, e.reason) for e in denied] == [
+        (single_leg.client_order_id, DenyReason.TRADING_HALTED), (another_spread.client_order_id, DenyReason.TRADING_HALTED)]
 
 
 # --------------------------------------------------------------------------- reconciliation from fill activities
@@ -365,7 +384,7 @@ MARKS = {CALL_480: Decimal("1.05"), CALL_490: Decimal("0.75")}
 
 
 @pytest.mark.parametrize("command, prices, limits, reason", [
-    (_spread(), None, {}, None),
+    (_spread(), MARKS, {}, None),  # a leg that opens needs its mark: its position limit is in USD
     (_spread(legs=_legs(CALL_480)), None, {}, DenyReason.INVALID_ORDER_CLASS),
     (_spread(legs=_legs(CALL_480, CALL_480)), None, {}, DenyReason.INVALID_ORDER_CLASS),
     (_spread(legs=_legs(CALL_480, "SPY240119X00490000")), None, {}, DenyReason.INVALID_ORDER_CLASS),
@@ -380,7 +399,7 @@ MARKS = {CALL_480: Decimal("1.05"), CALL_490: Decimal("0.75")}
     (_spread(order_type=OrderType.MARKET, limit_price=None), MARKS, {"max_order_notional_usd": Decimal(764)},
      DenyReason.MAX_ORDER_NOTIONAL),
     # 3 × 100 × |-0.45| = 135 USD
-    (_spread(), None, {"max_order_notional_usd": Decimal(134)}, DenyReason.MAX_ORDER_NOTIONAL),
+    (_spread(), MARKS, {"max_order_notional_usd": Decimal(134)}, DenyReason.MAX_ORDER_NOTIONAL),
     (_spread(), None, {"max_order_quantity": Decimal(5)}, DenyReason.MAX_ORDER_QUANTITY),  # 3 × ratio 2
     (_spread(reduce_only=True), None, {}, DenyReason.REDUCE_ONLY),
     (_spread(), None, {"restricted_symbols": ("SPY",)}, DenyReason.RESTRICTED_SYMBOL),
@@ -394,7 +413,8 @@ def test_closing_multi_leg_order_passes_reduce_only() -> None:
     legs = (OrderLeg(symbol=CALL_480, side=OrderSide.SELL, position_intent=PositionIntent.SELL_TO_CLOSE),
             OrderLeg(symbol=CALL_490, side=OrderSide.BUY, ratio_quantity=2, position_intent=PositionIntent.BUY_TO_CLOSE))
 
-    assert _check(_spread(legs=legs, reduce_only=True, limit_price=Decimal("0.30"))) is None
+    assert _check(_spread(legs=legs, reduce_only=True, limit_price=Decimal("0.30")),
+                  {"AAPL": Decimal(100), **MARKS}) is None
 
 
 # --------------------------------------------------------------------------- end to end: real alpaca-py, paper server
@@ -441,8 +461,8 @@ def _paper_ctx(engine: LiveExecutionEngine) -> RiskContext:
     now = engine._clock_ns()
     snap = PortfolioSnapshot(ts_ns=now, cash=Decimal(10**6), equity=Decimal(10**6), market_value=Decimal(0),
                              gross_exposure=Decimal(0), buying_power=Decimal(2 * 10**6),
-                             start_of_day_equity=Decimal(10**6), prices={"AAPL": Decimal(100)},
-                             price_ts_ns={"AAPL": now})
+                             start_of_day_equity=Decimal(10**6), prices={"AAPL": Decimal(100), **MARKS},
+                             price_ts_ns={s: now for s in ("AAPL", *MARKS)})
     return RiskContext(ts_ns=now, portfolio=snap)
 
 
