@@ -16,17 +16,20 @@
 
   The actor takes a factory, not a feed, because a feed holds threads and sockets once built
   and is built where it runs. A drain with a timeout holds the actor for up to that long.
-  :func:`alpaca_bar_feed` is the factory of ``mode: live`` (minute bars, REST gap backfill).
+  :func:`alpaca_bar_feed` is the factory of ``mode: live`` (minute bars, REST gap backfill); its
+  settings carry a reference to the key pair (:class:`actors.credentials.CredentialRef`), resolved
+  when the actor builds the feed, never the key pair itself.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import ray
 
 from amcp.data.live import AlpacaLiveFeed, LiveMarketData, rest_backfill
 from amcp.data.replay import ReplayFeed
+from amcp.execution.live_plane import KeyPairSource
 
 MarketDataActor = ray.remote(ReplayFeed)
 
@@ -36,10 +39,11 @@ LiveMarketDataActor = ray.remote(LiveMarketData)
 
 @dataclass(frozen=True)
 class AlpacaBarFeedSettings:
-    """What :func:`alpaca_bar_feed` builds a feed from (picklable: it travels to the actor).
+    """What :func:`alpaca_bar_feed` builds a feed from (picklable: it travels to the actor; it holds
+    no secret).
 
     Attributes:
-        api_key, secret_key: the account's key pair (never logged).
+        credentials: gives the account's key pair when the feed is built (never logged).
         symbols: stock symbols to subscribe to (minute bars only).
         feed: ``"iex"`` or ``"sip"``.
         stream_url: stock stream websocket URL; None for Alpaca's.
@@ -47,8 +51,7 @@ class AlpacaBarFeedSettings:
         backfill: whether to fetch the bars of a stream gap over REST.
     """
 
-    api_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
+    credentials: KeyPairSource
     symbols: tuple[str, ...]
     feed: str = "iex"
     stream_url: str | None = None
@@ -58,13 +61,18 @@ class AlpacaBarFeedSettings:
 
 def alpaca_bar_feed(settings: AlpacaBarFeedSettings) -> AlpacaLiveFeed:
     """An :class:`AlpacaLiveFeed` of minute bars for ``settings.symbols``, with REST gap backfill
-    when ``settings.backfill`` (built inside the actor: ``partial(alpaca_bar_feed, settings)``)."""
+    when ``settings.backfill`` (built inside the actor: ``partial(alpaca_bar_feed, settings)``).
+
+    Raises:
+        ConfigError: if ``settings.credentials`` cannot give the key pair.
+    """
     from amcp.data.alpaca_source import AlpacaHistoricalSource
 
+    api_key, secret_key = settings.credentials.key_pair()
     backfill = None
     if settings.backfill:
-        source = AlpacaHistoricalSource(settings.api_key, settings.secret_key, url_override=settings.rest_url,
+        source = AlpacaHistoricalSource(api_key, secret_key, url_override=settings.rest_url,
                                         feed=settings.feed)
         backfill = rest_backfill(source)
-    return AlpacaLiveFeed(settings.api_key, settings.secret_key, stock_url=settings.stream_url, feed=settings.feed,
+    return AlpacaLiveFeed(api_key, secret_key, stock_url=settings.stream_url, feed=settings.feed,
                           symbols=settings.symbols, channels=("bars",), backfill=backfill)

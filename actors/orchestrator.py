@@ -7,6 +7,12 @@ Obtain it with :func:`get_or_create_orchestrator`: ``name="orchestrator"``, ``na
 ``get_if_exists=True``; detached with unlimited restarts in live mode, ``ray.orchestrator_max_restarts``
 restarts in paper mode. ``run_until`` is idempotent: asking again for cycles already done runs nothing.
 
+The bars. The orchestrator loads them itself, in its constructor, from ``config.data``
+(:func:`load_trading_panel`): its constructor arguments are the config and a few plain values,
+nothing in the object store, so a restarted orchestrator depends on nothing the driver holds.
+The driver pins ``data:`` to the bars it loaded (:func:`pin_data`), so every incarnation loads
+the same ones.
+
 Recovery. After every ``ray.checkpoint_every_cycles`` cycles (and after the kill switch) the
 orchestrator writes a :class:`~amcp.engine.checkpoint.Checkpoint` to the run's journal database:
 the kernel's state, a snapshot of every stateful component (broker, OMS, portfolio, risk, each
@@ -48,15 +54,17 @@ import warnings
 from collections import deque
 from datetime import date
 from functools import partial
+from pathlib import Path
 from typing import Any, Callable
 
 import ray
 
 from actors.invoker import RayInvoker
 from actors.market_data import AlpacaBarFeedSettings, LiveMarketDataActor, MarketDataActor, alpaca_bar_feed
-from actors.planes import build_plane
+from actors.planes import broker_credentials, build_plane
+from actors.credentials import NAMESPACE as NAMESPACE  # the orchestrator's and the run's credential vault's
 from amcp.config import TradeConfig
-from amcp.data.bars import BarPanel
+from amcp.data.bars import BarPanel, load_daily_bars
 from amcp.data.calendar import TradingCalendar
 from amcp.domain.data import Bar, BarBatch
 from amcp.engine.checkpoint import Checkpoint, CheckpointError, CheckpointStore
@@ -66,7 +74,6 @@ from amcp.engine.live_cycles import LiveBarBatcher, next_session, warm_up
 from amcp.errors import AmcpError
 
 ORCHESTRATOR_NAME = "orchestrator"
-NAMESPACE = "amcp"
 
 
 class OrchestratorConflictError(AmcpError):
@@ -117,31 +124,33 @@ class TradingOrchestrator:
     """Drives batched cycles over MarketData, Strategy, Portfolio, Risk, OMS, Broker and Journal actors.
 
     Args:
-        config: the run's configuration.
-        panel: the bars to replay, one batch per cycle; in live mode the warm-up history.
-        run_id: the run; it keys the journal and the checkpoints.
+        config: the run's configuration; its ``data:`` gives the bars (:func:`load_trading_panel`):
+            one batch per cycle; in live mode the warm-up history.
+        run_id: the run; it keys the journal, the checkpoints and the credential vault.
         journal_url: the journal (and checkpoint) database; None keeps neither.
+        max_cycles: replay only the first ``max_cycles`` batches (None: all; ignored in live mode).
         crash_at: test hook ``(cycle, marker_path)``: exit the process right after the first
             journal write of ``cycle`` unless ``marker_path`` exists (it is created first).
 
     Raises:
+        DataError: if the bars cannot be loaded.
         CheckpointError: on a restart, if the run has no usable checkpoint or it does not fit
             the components (another number of strategy groups).
     """
 
-    def __init__(self, config: TradeConfig, panel: BarPanel, run_id: str, journal_url: str | None,
-                 crash_at: tuple[int, str] | None = None) -> None:
+    def __init__(self, config: TradeConfig, run_id: str, journal_url: str | None,
+                 max_cycles: int | None = None, crash_at: tuple[int, str] | None = None) -> None:
         self.config = config
         self.run_id = run_id
+        panel = load_trading_panel(config, max_cycles)
         options = {"num_cpus": config.ray.actor_num_cpus}
         self.live = config.mode == "live"
         self.symbols: tuple[str, ...] = panel.symbols
         if self.live:
-            api_key, secret_key = config.broker.credentials()
             data = config.live_data
-            feed = AlpacaBarFeedSettings(api_key=api_key, secret_key=secret_key, symbols=panel.symbols, feed=data.feed,
-                                         stream_url=data.stream_url_override, rest_url=data.rest_url_override,
-                                         backfill=data.backfill)
+            feed = AlpacaBarFeedSettings(credentials=broker_credentials(config, run_id), symbols=self.symbols,
+                                         feed=data.feed, stream_url=data.stream_url_override,
+                                         rest_url=data.rest_url_override, backfill=data.backfill)
             self.market_data = LiveMarketDataActor.options(**options).remote(partial(alpaca_bar_feed, feed))
         else:
             self.market_data = MarketDataActor.options(**options).remote(panel)
@@ -376,11 +385,48 @@ class TradingOrchestrator:
 OrchestratorActor = ray.remote(TradingOrchestrator)
 
 
+def trading_panel(panel: BarPanel, mode: str, max_cycles: int | None) -> BarPanel:
+    """The bars a run of ``mode`` uses from ``panel``: the first ``max_cycles`` batches (None: all);
+    in live mode all of them (the warm-up history; there ``max_cycles`` counts live sessions)."""
+    if max_cycles is None or mode == "live":
+        return panel
+    return panel.slice(0, max_cycles)
+
+
+def load_trading_panel(config: TradeConfig, max_cycles: int | None = None) -> BarPanel:
+    """Load ``config.data`` as the driver does and keep :func:`trading_panel`'s part.
+
+    Raises:
+        DataError: as :func:`amcp.data.bars.load_daily_bars`.
+    """
+    panel, _ = load_daily_bars(config.data)
+    return trading_panel(panel, config.mode, max_cycles)
+
+
+def pin_data(config: TradeConfig, panel: BarPanel) -> TradeConfig:
+    """``config`` with ``data:`` pinned to ``panel``, the bars the driver loaded from it (before any
+    ``--max-cycles`` slice), for the orchestrator, which loads them again, as does every restart.
+
+    Pinned: a local file or store folder as an absolute path (an actor's working directory need
+    not be the driver's), ``start`` and ``end`` as the panel's first and last sessions and
+    ``symbols`` as its symbols (a store that grows meanwhile adds nothing).
+    """
+    data = config.data
+    update: dict[str, Any] = {"symbols": panel.symbols, "start": date.fromisoformat(str(panel.dates[0])),
+                              "end": date.fromisoformat(str(panel.dates[-1]))}
+    if data.path is not None and "://" not in data.path:
+        update["path"] = str(Path(data.path).resolve())
+    if data.store is not None and "://" not in data.store.url:
+        update["store"] = data.store.model_copy(update={"url": str(Path(data.store.url).resolve())})
+    return config.model_copy(update={"data": data.model_copy(update=update)})
+
+
 def get_or_create_orchestrator(
     config: TradeConfig,
-    panel_ref: Any,
     run_id: str,
     journal_url: str | None,
+    *,
+    max_cycles: int | None = None,
     detached: bool = False,
     crash_at: tuple[int, str] | None = None,
 ) -> Any:
@@ -388,16 +434,16 @@ def get_or_create_orchestrator(
 
     A paper orchestrator with a journal is restarted up to ``config.ray.orchestrator_max_restarts``
     times; without a journal it is not restarted (it has no checkpoint to resume from). Calls
-    are never retried by Ray: :func:`drive_orchestrator` retries them. In mode ``live`` the
-    broker's key pair is read here, in the driver, and handed to the orchestrator (and the actors
-    it creates) as their environment variables ``broker.key_env`` / ``broker.secret_env``: actor
-    processes do not inherit the driver's environment. Keep ``panel_ref`` alive
-    (hold the ``ray.put`` result) for the whole run: a restarted orchestrator reads it again, and
-    Ray frees an object nobody references once the first constructor has run.
+    are never retried by Ray: :func:`drive_orchestrator` retries them. The orchestrator loads its
+    bars from ``config.data`` (the driver passes :func:`pin_data`'s config) and slices them to
+    ``max_cycles``. In the live modes the run's credential vault must be running
+    (:func:`actors.planes.start_run_credentials`): the actors that trade or stream get the key
+    pair from it, never as constructor arguments or environment variables, which Ray keeps in
+    its cluster metadata. The vault is the driver's: after the driver exits, a ``detached``
+    orchestrator's broker and market-data actors cannot start again.
 
     Raises:
         OrchestratorConflictError: if an orchestrator of another run is alive.
-        ConfigError: mode ``live`` without the key pair in the environment.
     """
     options: dict[str, Any] = {
         "name": ORCHESTRATOR_NAME,
@@ -410,10 +456,7 @@ def get_or_create_orchestrator(
     }
     if detached:
         options.update(lifetime="detached", max_restarts=-1)
-    if config.mode == "live":
-        key, secret = config.broker.credentials()
-        options["runtime_env"] = {"env_vars": {config.broker.key_env: key, config.broker.secret_env: secret}}
-    handle = OrchestratorActor.options(**options).remote(config, panel_ref, run_id, journal_url, crash_at)
+    handle = OrchestratorActor.options(**options).remote(config, run_id, journal_url, max_cycles, crash_at)
     identity = ray.get(handle.identity.remote())
     if identity["run_id"] != run_id:
         raise OrchestratorConflictError(

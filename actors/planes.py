@@ -10,10 +10,13 @@ The orchestrator calls :func:`build_plane`; each mode decides which actors fill 
 - ``live``: the same LiveBrokerActor against Alpaca (``broker.paper``, ``broker.url_override``).
 
 OMS, portfolio, strategies and journal are the same actors in every mode. The driver calls
-:func:`prepare_run` before it creates the orchestrator, :func:`start_paper_server` too in
-``paper_server`` mode (the venue is the driver's, so it outlives a crashed orchestrator, as a
-real broker does; :func:`build_plane` finds it by name), and :func:`broker_statement` before it
-shuts the orchestrator down, :func:`stop_paper_server` after.
+:func:`prepare_run` before it creates the orchestrator, then in the live modes
+:func:`start_run_credentials` (the run's credential vault, :mod:`actors.credentials`: no key pair is
+ever an actor's constructor argument or environment variable) and in ``paper_server`` mode
+:func:`start_paper_server` (the venue is the driver's, so it outlives a crashed orchestrator, as
+a real broker does; :func:`build_plane` finds it by name). It calls :func:`broker_statement`
+before it shuts the orchestrator down, :func:`stop_paper_server` and
+:func:`actors.credentials.stop_credential_vault` after.
 
 Recovery of the broker-backed modes (:class:`amcp.engine.broker_replay.BrokerEventReplay`): the LiveBrokerActor is owned
 by the orchestrator and dies with it; the restarted orchestrator builds a new one, which
@@ -39,6 +42,7 @@ from actors.oms import OMSActor
 from actors.paper_server import PaperServerActor, PaperServerReplay
 from actors.portfolio import PortfolioActor
 from actors.risk import RiskActor
+from actors.credentials import CredentialRef, credential_vault_name, start_credential_vault
 from actors.strategy import StrategyActor
 from amcp.backtest.engine import capital_fractions, split_strategies
 from amcp.config import TradeConfig
@@ -49,6 +53,7 @@ from amcp.errors import ConfigError
 from amcp.execution.live_plane import LiveBrokerSettings
 
 STATEMENT_FILE = "broker_statement.json"
+BROKER_CREDENTIALS = "broker"  # the vault entry of the broker's key pair (live: also the market data's)
 
 
 def live_broker_name(run_id: str) -> str:
@@ -61,20 +66,64 @@ def paper_server_name(run_id: str) -> str:
     return f"paper-server-{run_id}"
 
 
+def broker_credentials(config: TradeConfig, run_id: str) -> CredentialRef:
+    """The live modes' reference to the broker's key pair: entry ``broker`` of the run's credential vault."""
+    if config.mode == "paper_server":
+        origin = "a fresh key pair the driver makes for the run's paper server"
+    else:
+        origin = (f"the environment variables {config.broker.key_env} / {config.broker.secret_env} "
+                  f"(broker.key_env / broker.secret_env)")
+    return CredentialRef(credential_vault_name(run_id), BROKER_CREDENTIALS, origin)
+
+
+def start_run_credentials(config: TradeConfig, run_id: str) -> Any | None:
+    """Live modes: start the run's credential vault and put the broker's key pair in it.
+
+    Call it in the driver, before :func:`start_paper_server` and the orchestrator. In ``live``
+    mode the key pair comes from the environment (``broker.key_env`` / ``broker.secret_env``),
+    read here; in ``paper_server`` mode it is a fresh random one, which the paper server and the
+    live broker actor both get from the vault. End it with
+    :func:`actors.credentials.stop_credential_vault` after the run.
+
+    Returns:
+        The vault's handle (hold it for the whole run); None in ``paper`` mode, which has no key pair.
+
+    Raises:
+        ConfigError: ``live`` without the key pair in the environment, or the run's vault exists
+            already (the run is driven from another driver).
+    """
+    if config.mode == "paper":
+        return None
+    if config.mode == "live":
+        key, secret = config.broker.credentials()
+    else:
+        key, secret = secrets.token_hex(8), secrets.token_hex(16)
+    vault = start_credential_vault(run_id)
+    ray.get(vault.put.remote(BROKER_CREDENTIALS, key, secret))
+    return vault
+
+
 def start_paper_server(config: TradeConfig, symbols: tuple[str, ...], run_id: str) -> Any:
     """Mode ``paper_server``: start the run's PaperServerActor, named :func:`paper_server_name`.
 
-    Call it in the driver, before the orchestrator: the caller owns the actor, so it lives until
-    :func:`stop_paper_server` (or the driver's exit), through any restart of the orchestrator.
-    The server listens on 127.0.0.1 only, with a fresh key pair.
+    Call it in the driver, after :func:`start_run_credentials` and before the orchestrator: the
+    caller owns the actor, so it lives until :func:`stop_paper_server` (or the driver's exit),
+    through any restart of the orchestrator. The server listens on 127.0.0.1 only, with the run's
+    key pair from the vault.
 
     Returns:
         The actor handle: hold it for the whole run (Ray ends an actor nobody holds a handle to,
         named or not).
+
+    Raises:
+        ConfigError: if the run's vault is not running or has no broker key pair.
     """
+    api_key, secret_key = broker_credentials(config, run_id).key_pair()
+    # As object references: Ray hands the constructor their values, and the actor's creation task
+    # (kept in the GCS) holds only their ids. The server is never restarted, so nothing reads them again.
     return PaperServerActor.options(name=paper_server_name(run_id)).remote(
         start_ts_ns=_start_ts_ns(config), venue=config.venue, account=config.account, symbols=symbols,
-        api_key=secrets.token_hex(8), secret_key=secrets.token_hex(16))
+        api_key=ray.put(api_key), secret_key=ray.put(secret_key))
 
 
 def stop_paper_server(run_id: str) -> None:
@@ -90,13 +139,14 @@ def stop_paper_server(run_id: str) -> None:
 def build_plane(config: TradeConfig, symbols: tuple[str, ...], run_id: str, journal_url: str | None) -> Plane:
     """Create the component actors of ``config.mode`` and return them as a :class:`Plane`.
 
-    Live modes need ``config.state.database_url`` set (:func:`prepare_run` does it), and
-    ``paper_server`` the run's paper server (:func:`start_paper_server`).
+    Live modes need ``config.state.database_url`` set (:func:`prepare_run` does it) and the
+    run's credential vault (:func:`start_run_credentials`), ``paper_server`` the run's paper
+    server (:func:`start_paper_server`).
 
     Raises:
         ConfigError: live modes without a state database, ``paper_server`` without the run's
-            paper server, or ``live`` without the key pair in the environment variables
-            ``broker.key_env`` / ``broker.secret_env``.
+            paper server. (The live broker actor fails to start, with a ConfigError, without
+            the run's credential vault.)
     """
     options: dict[str, Any] = {"num_cpus": config.ray.actor_num_cpus}
     journal = JournalActor.options(**options).remote(journal_url, run_id) if journal_url else None
@@ -129,17 +179,15 @@ def _live_broker(config: TradeConfig, symbols: tuple[str, ...], run_id: str, opt
             raise ConfigError(f"mode paper_server: run {run_id} has no paper server (actor "
                               f"{paper_server_name(run_id)!r}); the driver starts it with start_paper_server") from None
         connection = ray.get(server.connection.remote())
-        api_key, secret_key = connection.api_key, connection.secret_key
         url, stream_url = connection.url, connection.stream_url
         replay = PaperServerReplay(server)
     else:
-        api_key, secret_key = settings.credentials()
         url, stream_url = settings.url_override, settings.stream_url_override
     events = None if config.events.redis_url is None else {"redis_url": config.events.redis_url,
                                                            "stream": config.events.stream}
     service_settings = LiveBrokerSettings(
-        api_key=api_key, secret_key=secret_key, database_url=config.state.database_url, risk=config.risk,
-        fees=config.venue.fees, paper=settings.paper, url_override=url, stream_url_override=stream_url,
+        credentials=broker_credentials(config, run_id), database_url=config.state.database_url,
+        risk=config.risk, fees=config.venue.fees, paper=settings.paper, url_override=url, stream_url_override=stream_url,
         rate_limit_per_minute=settings.rate_limit_per_minute, timeout_s=settings.timeout_s,
         stream_timeout_s=settings.stream_timeout_s, connect_timeout_s=settings.connect_timeout_s, events=events)
     return LiveBrokerActor.options(name=live_broker_name(run_id), **options).remote(service_settings, replay)

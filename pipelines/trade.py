@@ -47,21 +47,27 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         import ray
 
-        from actors.orchestrator import drive_orchestrator, get_or_create_orchestrator
+        from actors.orchestrator import (
+            drive_orchestrator,
+            get_or_create_orchestrator,
+            pin_data,
+            trading_panel,
+        )
         from actors.planes import (
             broker_statement,
             first_live_session,
             prepare_run,
             start_paper_server,
+            start_run_credentials,
             stop_paper_server,
         )
+        from actors.credentials import stop_credential_vault
         from amcp.engine.cycle import CycleReport
         from amcp.engine.recorder import RunRecorder
 
-        config, panel, quality = load_config_and_data(args.config, TradeConfig, args.output_dir)
+        config, history, quality = load_config_and_data(args.config, TradeConfig, args.output_dir)
         live = config.mode == "live"
-        if args.max_cycles and not live:
-            panel = panel.slice(0, args.max_cycles)
+        panel = trading_panel(history, config.mode, args.max_cycles)
         print(f"data: {quality.summary_line()}", file=sys.stderr)
         if live:
             history_end = date.fromisoformat(str(panel.dates[-1]))
@@ -74,12 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         journal_url = config.journal.url or f"sqlite:///{(run_dir / 'journal.sqlite').resolve()}"
         config = prepare_run(config, run_dir)  # live modes: the state database (and live: the key pair)
         started = connect_ray(config.ray.address, config.ray.namespace)
-        venue = None  # paper_server: the driver's venue, so it outlives a crashed orchestrator
-        try:
-            if config.mode == "paper_server":  # the handle is held for the whole run: Ray ends an actor
-                venue = start_paper_server(config, panel.symbols, run_id)  # nobody holds, named or not
-            panel_ref = ray.put(panel)  # held for the whole run: a restarted orchestrator reads it again
-            orchestrator = get_or_create_orchestrator(config, panel_ref, run_id, journal_url)
+        vault = venue = None  # the driver's, so they outlive a crashed orchestrator; their handles are held
+        try:  # for the whole run: Ray ends an actor nobody holds, named or not
+            vault = start_run_credentials(config, run_id)  # live modes: the broker's key pair, in memory only
+            if config.mode == "paper_server":
+                venue = start_paper_server(config, panel.symbols, run_id)
+            # the orchestrator loads the bars itself (as does a restart of it), pinned to those loaded here
+            orchestrator = get_or_create_orchestrator(pin_data(config, history), run_id, journal_url,
+                                                      max_cycles=args.max_cycles)
             reports: dict[int, CycleReport] = {}  # by cycle: a cycle re-run after a restart replaces its report
             if live:
                 _drive_live(orchestrator, args.max_cycles, reports, config.ray.orchestrator_max_restarts,
@@ -101,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if venue is not None:
                 stop_paper_server(run_id)
+            if vault is not None:
+                stop_credential_vault(run_id)
             if started:
                 ray.shutdown()
         finish(result=recorder.result(), mode=config.mode, config=config, panel=panel, quality=quality,

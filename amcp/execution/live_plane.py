@@ -27,7 +27,9 @@ computes from ``fees`` — the same model the simulated venue and the paper serv
 and attributed to the strategy of the stored order.
 
 The service is built from :class:`LiveBrokerSettings` (plain, picklable), so Ray can rebuild it
-after a crash; the constructor connects the stream and then reconciles with the broker
+after a crash; the constructor gets the key pair from the settings' :class:`KeyPairSource` (the
+settings hold no secret: under Ray, a reference to the run's credential vault, see
+:mod:`actors.credentials`), connects the stream and then reconciles with the broker
 (:meth:`LiveExecutionEngine.start`), which holds trading HALTED until the store and the broker
 agree. Events a reconciliation recorded at start are handed out by the first ``on_bars``.
 """
@@ -39,7 +41,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from amcp.config import FeeConfig, RiskConfig
@@ -80,12 +82,20 @@ class BarReplayVenue(Protocol):
         ...
 
 
+class KeyPairSource(Protocol):
+    """Where :class:`LiveBrokerService` gets the account's key pair when it is built."""
+
+    def key_pair(self) -> tuple[str, str]:
+        """The key pair ``(key id, secret)``."""
+        ...
+
+
 @dataclass(frozen=True)
 class LiveBrokerSettings:
     """Everything :class:`LiveBrokerService` is built from (picklable: Ray rebuilds it on restart).
 
     Attributes:
-        api_key, secret_key: the account's key pair (never logged).
+        credentials: gives the account's key pair (read by the constructor, never logged).
         database_url: SQLAlchemy URL of the trading state and the audit log.
         risk: the pre-trade limits.
         fees: the fee model charged on fills (the trade updates carry none).
@@ -99,8 +109,7 @@ class LiveBrokerSettings:
         events: ``{"redis_url": ..., "stream": ...}`` to publish every recorded event; None: none.
     """
 
-    api_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
+    credentials: KeyPairSource
     database_url: str
     risk: RiskConfig
     fees: FeeConfig = FeeConfig()
@@ -162,6 +171,10 @@ class LiveBrokerService:
         settings: account, database, limits and timeouts.
         replay: the venue to advance with each batch (``paper_server`` mode); None trades live.
         instrument_for: maps a symbol to its instrument (risk checks and fees).
+
+    Raises:
+        ConfigError: if ``settings.credentials`` cannot give the key pair (the run's credential
+            vault is gone, see :mod:`actors.credentials`).
     """
 
     def __init__(self, settings: LiveBrokerSettings, replay: BarReplayVenue | None = None,
@@ -175,10 +188,11 @@ class LiveBrokerService:
 
         self.settings = settings
         self._replay = replay
-        self.broker = AlpacaBroker(settings.api_key, settings.secret_key, paper=settings.paper,
+        api_key, secret_key = settings.credentials.key_pair()
+        self.broker = AlpacaBroker(api_key, secret_key, paper=settings.paper,
                                    url_override=settings.url_override, timeout_s=settings.timeout_s,
                                    rate_limiter=TokenBucket(settings.rate_limit_per_minute))
-        self.feed = AlpacaTradeUpdateFeed(settings.api_key, settings.secret_key, paper=settings.paper,
+        self.feed = AlpacaTradeUpdateFeed(api_key, secret_key, paper=settings.paper,
                                           url_override=settings.stream_url_override)
         publish = EventStream(**settings.events).publish if settings.events is not None else None
         self._state = TradingStateStore(settings.database_url)
@@ -330,6 +344,11 @@ class LiveBrokerService:
 
     def process_id(self) -> int:
         return self.pid
+
+    def wait_for_trade_updates(self, count: int, timeout_s: float) -> bool:
+        """Whether ``count`` trade updates have arrived on this service's stream since it started
+        (taken by a cycle or not), waiting at most ``timeout_s`` seconds."""
+        return self.feed.wait_for(count, timeout_s)
 
     def close(self) -> None:
         """Close the stream and the database connections."""

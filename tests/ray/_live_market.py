@@ -1,9 +1,15 @@
-"""What the live-mode job tests share: the sessions they play, the three local servers that
-stand in for Alpaca, and readers of what the job wrote.
+"""What the broker-backed and live-mode job tests share: the sessions they play, the three
+local servers that stand in for Alpaca, a player that feeds them to a job deterministically,
+readers of what the job wrote, and the setup of the replayed recovery runs.
 
 The market: 126 sessions of the sample's history (2010-01-04 .. 2010-07-02) warm the
 strategies up; three live sessions follow, each streamed as four minute bars per symbol whose
 aggregate is the panel's daily bar.
+
+Determinism (:class:`LiveMarket`): nothing is pushed on a timer. Session ``k``'s bars go out only
+after the job has checkpointed session ``k - 1`` and the job's broker holds every trade update
+the venue produced so far (the fills and expiries of moving the venue to session ``k``), so what
+each cycle sees depends on the session count alone, never on how fast the machine is.
 """
 
 from __future__ import annotations
@@ -16,15 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
 import sqlalchemy as sa
 import yaml
 
+from actors.orchestrator import NAMESPACE, ORCHESTRATOR_NAME
+from actors.planes import live_broker_name
 from amcp.config import TradeConfig, parse_config
 from amcp.data.bars import BarPanel, load_daily_bars
 from amcp.data.calendar import TradingCalendar
 from amcp.domain.data import Bar
 from amcp.testing.alpaca_rest import AlpacaMarketDataServer
 from amcp.testing.alpaca_stream import AlpacaStreamServer
+from pipelines._common import load_config_and_data
 from serve.alpaca_paper import AlpacaPaperServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,6 +102,92 @@ def write_config(raw: dict[str, Any], servers: tuple[Any, Any, Any], path: Path)
     return path
 
 
+class LiveMarket:
+    """Plays the live sessions to a running job, one session at a time, in a deterministic order.
+
+    For session ``k`` (:meth:`play_session`): move the paper server to the session's close (the
+    orders of session ``k - 1`` fill at its open, DAY orders expire), wait until the job's broker
+    has received every trade update the server produced since it connected, stream the session's
+    minute bars and an after-hours bar that closes it, each to exactly one client (the job's feed),
+    then wait for the job's checkpoint of cycle ``k``. Call :meth:`await_job` before the first
+    session and again after the job's orchestrator was restarted (its feed and broker are new).
+
+    Args:
+        stream: the market-data stream the job's feed subscribes to.
+        paper: the paper server the job's broker trades with.
+        panel: the history plus the live days (:func:`live_config`).
+        journal_url: the job's journal database (where it checkpoints).
+        run_id: the job's run id.
+    """
+
+    def __init__(self, stream: AlpacaStreamServer, paper: AlpacaPaperServer, panel: BarPanel, journal_url: str,
+                 run_id: str) -> None:
+        self.stream = stream
+        self.paper = paper
+        self.panel = panel
+        self.journal_url = journal_url
+        self.run_id = run_id
+        self.broker_pids: list[int] = []  # the process of the broker that took each session's trade updates
+        self._generation = 0  # how many times the job's feed and broker came up
+        self._updates_before_broker = 0  # trade updates the server produced before the current broker listened
+
+    def await_job(self) -> None:
+        """Wait until the job's next feed is subscribed to every symbol's bars and its next broker
+        listens to ``trade_updates``; the broker's updates are counted from here.
+
+        Raises:
+            TimeoutError: if either is not up within ``WAIT_S`` seconds.
+        """
+        self._generation += 1
+        generation = self._generation
+        wait_until(lambda: self.paper.stream_listens >= generation,
+                   f"broker {generation} of the job did not listen to trade_updates")
+        wait_until(lambda: self.stream.connections >= generation,
+                   f"market-data feed {generation} of the job did not connect")
+        if not self.stream.wait_subscribed(SYMBOLS, WAIT_S, channel="bars"):
+            raise TimeoutError(f"market-data feed {generation} of the job did not subscribe to bars within {WAIT_S} s")
+        # the job produces updates only in cycles, which wait for this player's bars: none is in flight
+        self._updates_before_broker = len(self.paper.trade_updates)
+
+    def play_session(self, number: int) -> None:
+        """Play live session ``number`` (1-based, see :data:`LIVE_DAYS`) and wait for its cycle.
+
+        Raises:
+            TimeoutError: the broker did not receive the venue's updates, or the job did not
+                checkpoint the session, within ``WAIT_S`` seconds.
+            RuntimeError: a bar did not reach exactly one client.
+        """
+        day = LIVE_DAYS[number - 1]
+        self.paper.advance(self.panel.batch(WARM_UP_SESSIONS + number - 1), session_closed=True)
+        self._await_broker_updates(day)
+        for bar in minute_bars(self.panel, day):
+            self._publish(bar)
+        self._publish(Bar("SPY", close_ns(day), 1.0, 1.0, 1.0, 1.0, 1.0))  # after hours: closes the session
+        wait_until(lambda: checkpointed_cycles(self.journal_url, self.run_id) >= number,
+                   f"the job did not run session {day}")
+
+    def _await_broker_updates(self, day: date) -> None:
+        """Wait until the job's broker has received every update the server produced since it listened.
+
+        The broker's stream receives in the background and a live cycle takes what has arrived
+        (:meth:`amcp.execution.live_plane.LiveBrokerService.on_bars`); without this wait a fill
+        could reach a cycle or the next one depending on the machine's load.
+        """
+        expected = len(self.paper.trade_updates) - self._updates_before_broker
+        broker = ray.get_actor(live_broker_name(self.run_id))
+        arrived = ray.get(broker.wait_for_trade_updates.remote(expected, WAIT_S))
+        if not arrived:
+            raise TimeoutError(f"the job's broker did not receive the {expected} trade updates of the paper server "
+                               f"before session {day} within {WAIT_S} s")
+        self.broker_pids.append(ray.get(broker.process_id.remote()))
+
+    def _publish(self, bar: Bar) -> None:
+        sent = self.stream.publish_bar(bar.symbol, bar.ts_ns, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        if sent != 1:
+            raise RuntimeError(f"the {bar.symbol} bar at {bar.ts_ns} reached {sent} market-data clients; "
+                               f"exactly one (the job's feed) must get every bar")
+
+
 def checkpointed_cycles(journal_url: str, run_id: str) -> int:
     """The highest cycle count the job has checkpointed (0 before its first checkpoint table exists)."""
     engine = sa.create_engine(journal_url)
@@ -124,3 +220,33 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = WAIT
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} within {timeout_s} s")
         time.sleep(0.05)
+
+
+# ------------------------------------------------------------------- replayed recovery runs
+
+def sliced_sample(config_file: str, tmp: Path, cycles: int, cycles_per_call: int) -> tuple[TradeConfig, BarPanel]:
+    """``config_file`` (relative to the repository) loaded the way the job loads it, with
+    ``ray.cycles_per_call`` set, and its panel's first ``cycles`` sessions (like ``--max-cycles``)."""
+    raw = yaml.safe_load((ROOT / config_file).read_text())
+    raw["data"]["path"] = str(ROOT / raw["data"]["path"])
+    raw["ray"]["cycles_per_call"] = cycles_per_call
+    path = tmp / Path(config_file).name
+    path.write_text(yaml.safe_dump(raw))
+    config, panel, _ = load_config_and_data(str(path), TradeConfig)
+    return config, panel.slice(0, cycles)
+
+
+def kill_leftover_orchestrator() -> None:
+    """Kill an orchestrator an earlier run left on the cluster and wait until its name is free,
+    so that the next ``get_or_create_orchestrator`` creates one instead of finding the dying one."""
+
+    def alive() -> bool:
+        try:
+            ray.get_actor(ORCHESTRATOR_NAME, namespace=NAMESPACE)
+        except ValueError:
+            return False
+        return True
+
+    if alive():
+        ray.kill(ray.get_actor(ORCHESTRATOR_NAME, namespace=NAMESPACE))
+        wait_until(lambda: not alive(), "the leftover orchestrator did not go away")

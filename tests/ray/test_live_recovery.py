@@ -4,11 +4,14 @@ The venue outlives the orchestrator, as a real broker does: in ``paper_server`` 
 owns the paper server (``start_paper_server``), in ``live`` mode it is a server this test runs.
 The restarted orchestrator builds a new LiveBrokerActor, which reconciles the state database
 with the surviving broker; the run continues from the checkpoint and ends with the same orders,
-fills and equity as an uninterrupted one, every order known once on both sides.
+fills, denials, positions and equity as an uninterrupted run on the same market, every order
+known once on both sides.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -19,10 +22,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from actors.orchestrator import NAMESPACE, ORCHESTRATOR_NAME, drive_orchestrator, get_or_create_orchestrator
-from actors.planes import broker_statement, prepare_run, start_paper_server, stop_paper_server
+from actors.planes import (
+    broker_statement,
+    prepare_run,
+    start_paper_server,
+    start_run_credentials,
+    stop_paper_server,
+)
+from actors.credentials import stop_credential_vault
 from amcp.config import TradeConfig
 from amcp.data.bars import BarPanel
 from amcp.engine.cycle import CycleReport
@@ -30,22 +39,17 @@ from amcp.engine.recorder import RunRecorder, RunResult
 from amcp.store.audit import AuditLog
 from amcp.store.journal import Journal
 from pipelines import trade
-from pipelines._common import load_config_and_data
 from tests.ray._live_market import (
     KEY,
     LIVE_DAYS,
-    ROOT,
     SECRET,
-    SYMBOLS,
     WAIT_S,
-    WARM_UP_SESSIONS,
+    LiveMarket,
     alpaca_servers,
-    checkpointed_cycles,
-    close_ns,
+    kill_leftover_orchestrator,
     live_config,
-    minute_bars,
+    sliced_sample,
     stored_orders,
-    wait_until,
     write_config,
 )
 
@@ -74,12 +78,8 @@ class BrokerRun:
 def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[TradeConfig, BarPanel, Path]:
     """configs/paper_server.yaml loaded the way the job loads it, sliced like ``--max-cycles``."""
     tmp = tmp_path_factory.mktemp("live-recovery")
-    raw = yaml.safe_load((ROOT / "configs/paper_server.yaml").read_text())
-    raw["data"]["path"] = str(ROOT / raw["data"]["path"])
-    raw["ray"]["cycles_per_call"] = CYCLES_PER_CALL
-    (tmp / "paper_server.yaml").write_text(yaml.safe_dump(raw))
-    config, panel, _ = load_config_and_data(str(tmp / "paper_server.yaml"), TradeConfig)
-    return config, panel.slice(0, CYCLES), tmp
+    config, panel = sliced_sample("configs/paper_server.yaml", tmp, CYCLES, CYCLES_PER_CALL)
+    return config, panel, tmp
 
 
 @pytest.fixture(scope="module")
@@ -92,35 +92,32 @@ def uninterrupted(ray_local, sample) -> BrokerRun:
     return run
 
 
-def _kill_leftover(ray) -> None:
-    try:
-        ray.kill(ray.get_actor(ORCHESTRATOR_NAME, namespace=NAMESPACE))
-    except ValueError:
-        pass
-
-
 def _paper_server_run(ray, config: TradeConfig, panel: BarPanel, run_dir: Path, *,
                       crash_at: tuple[int, str] | None = None) -> BrokerRun:
     """Drive a paper_server run as the job does (the driver owns the paper server)."""
-    _kill_leftover(ray)
+    kill_leftover_orchestrator()
     run_dir.mkdir()
     run_id = f"recovery-{run_dir.name}"
     config = prepare_run(config, run_dir)
     journal_url = f"sqlite:///{run_dir / 'journal.sqlite'}"
-    server = start_paper_server(config, panel.symbols, run_id)
-    panel_ref = ray.put(panel)  # held for the whole run: a restart reads it again
-    handle = get_or_create_orchestrator(config, panel_ref, run_id, journal_url, crash_at=crash_at)
     reports: dict[int, CycleReport] = {}
+    # the driver's vault and venue: held for the whole run, so that they outlive a crashed orchestrator
+    _vault = start_run_credentials(config, run_id)
     try:
-        failures = drive_orchestrator(handle, len(panel), CYCLES_PER_CALL, reports,
-                                      config.ray.orchestrator_max_restarts)
-        status = ray.get(handle.status.remote())
-        summary = broker_statement(config, run_id, run_dir)
-        requests = ray.get(server.order_requests.remote())
-        ray.get(handle.shutdown.remote())
+        server = start_paper_server(config, panel.symbols, run_id)
+        handle = get_or_create_orchestrator(config, run_id, journal_url, max_cycles=len(panel), crash_at=crash_at)
+        try:
+            failures = drive_orchestrator(handle, len(panel), CYCLES_PER_CALL, reports,
+                                          config.ray.orchestrator_max_restarts)
+            status = ray.get(handle.status.remote())
+            summary = broker_statement(config, run_id, run_dir)
+            requests = ray.get(server.order_requests.remote())
+            ray.get(handle.shutdown.remote())
+        finally:
+            ray.kill(handle)
     finally:
-        ray.kill(handle)
         stop_paper_server(run_id)
+        stop_credential_vault(run_id)
     recorder = RunRecorder()
     recorder.add(reports[cycle] for cycle in sorted(reports))
     journal = Journal(journal_url, run_id)
@@ -179,69 +176,152 @@ def _without_wall_clock(journal: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for record in journal]
 
 
-
 # ---------------------------------------------------------------------------------------- live mode
 # As tests/ray/test_live_mode_job.py: local servers stand in for Alpaca's market-data stream and
-# REST API and for the broker (a paper server this test owns and moves); the test plays the market.
-LIVE_RUN_ID = "live-recovery"
+# REST API and for the broker (a paper server this test owns and moves); the test plays the market
+# (tests.ray._live_market.LiveMarket), session by session, so two runs see the same market.
+CRASH_AFTER_SESSION = 1  # momentum's first rebalance is live session 1: its orders fill in session 2, after the crash
+EQUITY_ATOL_USD = 1e-6
+"""How far the crashed run's equity curve may be from the uninterrupted one's. Both runs apply the
+same fills and fees to the same state (the restarted components get theirs back from a pickled
+checkpoint, bit for bit), so the curves should agree exactly; the tolerance admits only
+floating-point noise (an ulp of 1e6 USD is 1.2e-10 USD) and stays far below a cent, where any
+differing order, fill, fee or mark shows. The broker's own account equity is compared exactly."""
 
 
-def test_live_job_survives_an_orchestrator_crash_between_sessions(ray_local, tmp_path, monkeypatch, capsys) -> None:
-    ray = ray_local
-    raw, config, panel = live_config(tmp_path)
-    monkeypatch.setenv("AMCP_TEST_KEY", KEY)
-    monkeypatch.setenv("AMCP_TEST_SECRET", SECRET)
-    journal_url = f"sqlite:///{tmp_path / 'runs' / LIVE_RUN_ID / 'journal.sqlite'}"
+@dataclass
+class LiveRun:
+    """What a live job left: its summary and journal, both books, and what the market saw."""
+
+    summary: dict[str, Any]
+    journal: list[dict[str, Any]]
+    equity: np.ndarray  # per session, from the job's report.json
+    statement: dict[str, Any]
+    stored_orders: dict[str, str]
+    venue_orders: dict[str, dict[str, Any]]  # client order id -> the paper server's last view of the order
+    sent: list[str]  # client order ids POSTed to the paper server, in order
+    broker_pids: list[int]  # the process of the job's broker in each session
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        return [record for record in self.journal if record["type"] == kind]
+
+
+def _live_run(ray, tmp: Path, run_id: str, *, crash_after: int | None = None) -> LiveRun:
+    """Run the live job (``trade.main``) over the live sessions against fresh local servers; with
+    ``crash_after``, kill its orchestrator (Ray restarts it) once that session is checkpointed."""
+    kill_leftover_orchestrator()
+    raw, config, panel = live_config(tmp)
+    journal_url = f"sqlite:///{tmp / 'runs' / run_id / 'journal.sqlite'}"
     errors: list[BaseException] = []
-
-    with alpaca_servers(config, panel) as (stream, rest, paper):
-        path = write_config(raw, (stream, rest, paper), tmp_path / "live.yaml")
+    job_done = threading.Event()
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as env, alpaca_servers(config, panel) as (stream, rest, paper):
+        env.setenv("AMCP_TEST_KEY", KEY)
+        env.setenv("AMCP_TEST_SECRET", SECRET)
+        env.delenv("DATABASE_URL", raising=False)  # each run keeps its own state database
+        path = write_config(raw, (stream, rest, paper), tmp / "live.yaml")
+        market = LiveMarket(stream, paper, panel, journal_url, run_id)
 
         def play_the_market() -> None:
             try:
-                for done, day in enumerate(LIVE_DAYS, start=1):
-                    if not stream.wait_subscribed(SYMBOLS, WAIT_S, channel="bars"):
-                        raise TimeoutError(f"the job's feed did not subscribe to bars within {WAIT_S} s")
-                    paper.advance(panel.batch(WARM_UP_SESSIONS + done - 1), session_closed=True)
-                    for bar in minute_bars(panel, day):
-                        stream.publish_bar(bar.symbol, bar.ts_ns, bar.open, bar.high, bar.low, bar.close, bar.volume)
-                    stream.publish_bar("SPY", close_ns(day), 1.0, 1.0, 1.0, 1.0, 1.0)  # after hours: closes it
-                    wait_until(lambda: checkpointed_cycles(journal_url, LIVE_RUN_ID) >= done, f"the job did not run session {day}")
-                    if done == 1:  # between sessions: the orchestrator dies, its actors with it
-                        connections = stream.connections
+                market.await_job()
+                for number in range(1, len(LIVE_DAYS) + 1):
+                    market.play_session(number)
+                    if number == crash_after:  # between sessions: the orchestrator dies, its actors with it
                         ray.kill(ray.get_actor(ORCHESTRATOR_NAME, namespace=NAMESPACE), no_restart=False)
-                        wait_until(lambda: stream.connections > connections, "the restarted feed did not connect")
-                os.kill(os.getpid(), signal.SIGTERM)  # the job stops after the cycle in progress
-            except BaseException as exc:  # noqa: BLE001 - reported by the test below
+                        market.await_job()
+            except BaseException as exc:  # noqa: BLE001 - reported by the caller
                 errors.append(exc)
-                os.kill(os.getpid(), signal.SIGINT)  # do not leave the job waiting for sessions
+                if not job_done.is_set():
+                    os.kill(os.getpid(), signal.SIGINT)  # do not leave the job waiting for sessions
 
-        market = threading.Thread(target=play_the_market, name="market", daemon=True)
-        market.start()
-        code = trade.main(["--config", str(path), "--run-id", LIVE_RUN_ID, "--quiet"])
-        market.join(WAIT_S)
-        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-        server_orders = {str(u["order"]["client_order_id"]): u["order"] for u in paper.trade_updates}
+        player = threading.Thread(target=play_the_market, name="market", daemon=True)
+        player.start()
+        with contextlib.redirect_stdout(stdout):
+            code = trade.main(["--config", str(path), "--run-id", run_id, "--max-cycles", str(len(LIVE_DAYS)),
+                               "--quiet"])
+        job_done.set()
+        player.join(WAIT_S)
+        venue_orders = {str(u["order"]["client_order_id"]): u["order"] for u in paper.trade_updates}
         sent = [str((r.body or {}).get("client_order_id")) for r in paper.requests
                 if r.method == "POST" and r.path == "/v2/orders"]
 
-    assert errors == []
-    assert code == 0 and summary["cycles"] == len(LIVE_DAYS) and summary["restarts"] == 1
-    live = summary["live"]
-    # the restarted process took the strategies from the checkpoint: it warmed nothing up
-    assert live["warm_up_sessions"] == 0 and live["next_session"] == "2010-07-09"
-    assert summary["orders"] >= 5 and summary["fills"] > 0
-    # the new broker actor reconciled with the broker: trading was never HALTED (no state change journaled)
-    journal = Journal(journal_url, LIVE_RUN_ID)
+    assert errors == [] and not player.is_alive()
+    assert code == 0
+    summary = json.loads(stdout.getvalue().strip().splitlines()[-1])
+    journal = Journal(journal_url, run_id)
     records = journal.read()
     journal.close()
-    assert records and not any(
-        record["type"] == "TradingStateChanged" for record in records)
-    # the state database and the broker agree on every order and position; each order sent once
-    assert summary["broker"]["reconciled"] and summary["broker"]["position_breaks"] == 0
-    assert len(sent) == len(set(sent)) and set(sent) == set(server_orders)
-    state_url = summary["broker"]["state"]
-    assert {cid for cid, status in stored_orders(state_url).items() if status != "rejected"} == set(server_orders)
-    statement = json.loads(Path(summary["broker"]["statement"]).read_text())
-    assert statement["local_positions"] == statement["broker_positions"] != {}
-    assert AuditLog(state_url).verify().ok
+    report = json.loads((tmp / "runs" / run_id / "report.json").read_text())
+    return LiveRun(summary, records, np.asarray(report["equity_curve"]["equity"], dtype=np.float64),
+                   json.loads(Path(summary["broker"]["statement"]).read_text()),
+                   stored_orders(summary["broker"]["state"]), venue_orders, sent, market.broker_pids)
+
+
+def _assert_live_books_agree(run: LiveRun) -> None:
+    """The job ran every session without halting; the state database and the broker agree on
+    every order and position; each order was sent once; the audit chain verifies."""
+    assert run.summary["cycles"] == len(LIVE_DAYS) and run.summary["live"]["next_session"] == "2010-07-09"
+    assert not run.records("TradingStateChanged"), "trading must never have been halted"
+    assert run.summary["broker"]["reconciled"] and run.summary["broker"]["position_breaks"] == 0
+    assert len(run.sent) == len(set(run.sent)) and set(run.sent) == set(run.venue_orders)
+    assert {cid for cid, status in run.stored_orders.items() if status != "rejected"} == set(run.venue_orders)
+    assert run.statement["local_positions"] == run.statement["broker_positions"] != {}
+    assert AuditLog(run.summary["broker"]["state"]).verify().ok
+
+
+@pytest.fixture(scope="module")
+def live_uninterrupted(ray_local, tmp_path_factory: pytest.TempPathFactory) -> LiveRun:
+    run = _live_run(ray_local, tmp_path_factory.mktemp("live-uninterrupted"), "live-uninterrupted")
+    assert run.summary["restarts"] == 0 and len(set(run.broker_pids)) == 1
+    _assert_live_books_agree(run)
+    return run
+
+
+def test_live_job_killed_between_sessions_ends_with_the_orders_fills_and_equity_of_an_uninterrupted_run(
+        ray_local, tmp_path, live_uninterrupted) -> None:
+    reference = live_uninterrupted
+    run = _live_run(ray_local, tmp_path, "live-crashed", crash_after=CRASH_AFTER_SESSION)
+
+    # the crash happened: Ray restarted the orchestrator, which rebuilt its broker in a new process
+    # and took the strategies from the checkpoint (it warmed nothing up)
+    assert run.summary["restarts"] == 1
+    before, after = run.broker_pids[:CRASH_AFTER_SESSION], run.broker_pids[CRASH_AFTER_SESSION:]
+    assert len(set(before)) == len(set(after)) == 1 and set(before) != set(after)
+    assert run.summary["live"]["warm_up_sessions"] == 0
+    _assert_live_books_agree(run)
+    # not vacuous: both runs traded, and orders sent before the crash filled after it
+    for live in (reference, run):
+        sent_before = {r["client_order_id"] for r in live.records("SubmitOrder") if r["cycle"] < CRASH_AFTER_SESSION}
+        filled_after = {r["client_order_id"] for r in live.records("OrderFilled") if r["cycle"] >= CRASH_AFTER_SESSION}
+        assert len(sent_before) >= 5 and sent_before & filled_after
+    # the same orders (by client order id), at the broker too
+    assert ({r["client_order_id"]: r for r in run.records("SubmitOrder")}
+            == {r["client_order_id"]: r for r in reference.records("SubmitOrder")})
+    assert run.stored_orders == reference.stored_orders
+    assert _venue_view(run) == _venue_view(reference)
+    # the same fills (quantities and prices, in the same sessions) and the same denials
+    assert _fills(run) == _fills(reference)
+    assert _denials(run) == _denials(reference)
+    # the same positions and equity
+    assert run.statement["local_positions"] == reference.statement["local_positions"]
+    assert run.statement["account"] == reference.statement["account"]
+    assert run.equity.shape == reference.equity.shape == (len(LIVE_DAYS),)
+    np.testing.assert_allclose(run.equity, reference.equity, rtol=0.0, atol=EQUITY_ATOL_USD)
+    # and every other journaled command and event, in order
+    assert _without_wall_clock(run.journal) == _without_wall_clock(reference.journal)
+
+
+def _venue_view(run: LiveRun) -> dict[str, tuple[Any, ...]]:
+    """The paper server's orders: client order id -> symbol, side, quantity, status, filled quantity and price."""
+    return {cid: (o["symbol"], o["side"], o["qty"], o["status"], o["filled_qty"], o["filled_avg_price"])
+            for cid, o in run.venue_orders.items()}
+
+
+def _fills(run: LiveRun) -> list[tuple[Any, ...]]:
+    return [(r["cycle"], r["client_order_id"], r["symbol"], r["side"], r["last_quantity"], r["last_price"], r["fee"])
+            for r in run.records("OrderFilled")]
+
+
+def _denials(run: LiveRun) -> list[tuple[Any, ...]]:
+    return [(r["cycle"], r["client_order_id"], r["reason"], r["message"]) for r in run.records("OrderDenied")]

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 import yaml
 
 from actors.invoker import RayInvoker
-from actors.planes import broker_statement, build_plane
+from actors.credentials import stop_credential_vault
+from actors.planes import broker_statement, build_plane, start_run_credentials
 from amcp.config import TradeConfig, parse_config
 from amcp.data.bars import load_daily_bars
 from amcp.engine.cycle import TradingKernel
@@ -94,6 +95,7 @@ def test_the_live_plane_trades_against_an_alpaca_compatible_url(ray_local, tmp_p
         config = parse_config({**raw, "broker": broker}, TradeConfig)
         config = config.model_copy(update={"state": config.state.model_copy(
             update={"database_url": config.state.resolve(run_dir)})})
+        vault = start_run_credentials(config, "live-plane")
         plane = build_plane(config, panel.symbols, "live-plane", None)
         assert plane.broker is plane.risk  # one actor, one risk engine
         kernel = TradingKernel(plane, RayInvoker(), bars_close_session=True)
@@ -105,7 +107,8 @@ def test_the_live_plane_trades_against_an_alpaca_compatible_url(ray_local, tmp_p
         statement = broker_statement(config, "live-plane", run_dir)
         for handle in {id(h): h for h in (plane.broker, plane.oms, plane.portfolio, *plane.strategies)}.values():
             ray.kill(handle)
-    assert fills > 0
+        stop_credential_vault("live-plane")
+    assert vault is not None and fills > 0
     assert statement["broker"]["reconciled"] and statement["broker"]["position_breaks"] == 0
     positions = json.loads(Path(statement["broker"]["statement"]).read_text())
     assert positions["local_positions"] == positions["broker_positions"] != {}

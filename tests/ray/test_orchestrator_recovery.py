@@ -9,11 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from actors.orchestrator import (
-    NAMESPACE,
-    ORCHESTRATOR_NAME,
     OrchestratorUnavailableError,
     drive_orchestrator,
     get_or_create_orchestrator,
@@ -23,11 +20,10 @@ from amcp.data.bars import BarPanel
 from amcp.engine.cycle import CycleReport
 from amcp.engine.recorder import RunRecorder, RunResult
 from amcp.store.journal import Journal
-from pipelines._common import load_config_and_data
+from tests.ray._live_market import kill_leftover_orchestrator, sliced_sample
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]  # three runs and two restarts: about a minute on 2 CPUs
 
-ROOT = Path(__file__).resolve().parents[2]
 CYCLES = 120
 CYCLES_PER_CALL = 30
 
@@ -44,12 +40,8 @@ class Run:
 def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[TradeConfig, BarPanel, Path]:
     """configs/paper.yaml loaded the way the job loads it, sliced like ``--max-cycles``."""
     tmp = tmp_path_factory.mktemp("recovery")
-    raw = yaml.safe_load((ROOT / "configs/paper.yaml").read_text())
-    raw["data"]["path"] = str(ROOT / raw["data"]["path"])
-    raw["ray"]["cycles_per_call"] = CYCLES_PER_CALL
-    (tmp / "paper.yaml").write_text(yaml.safe_dump(raw))
-    config, panel, _ = load_config_and_data(str(tmp / "paper.yaml"), TradeConfig)
-    return config, panel.slice(0, CYCLES), tmp
+    config, panel = sliced_sample("configs/paper.yaml", tmp, CYCLES, CYCLES_PER_CALL)
+    return config, panel, tmp
 
 
 @pytest.fixture(scope="module")
@@ -65,21 +57,13 @@ def _with_ray(config: TradeConfig, **ray_fields: Any) -> TradeConfig:
     return config.model_copy(update={"ray": config.ray.model_copy(update=ray_fields)})
 
 
-def _kill_leftover(ray) -> None:
-    try:
-        ray.kill(ray.get_actor(ORCHESTRATOR_NAME, namespace=NAMESPACE))
-    except ValueError:
-        pass
-
-
 def _run(ray, config: TradeConfig, panel: BarPanel, url: str, *, kill_at: int | None = None,
          crash_at: tuple[int, str] | None = None) -> Run:
     """Drive a run like the job does; with ``kill_at``, kill the orchestrator once that many cycles
     are reported and check its component actors died with it."""
-    _kill_leftover(ray)
+    kill_leftover_orchestrator()
     run_id = "recovery"
-    panel_ref = ray.put(panel)  # held for the whole run, as the job does: a restart reads it again
-    handle = get_or_create_orchestrator(config, panel_ref, run_id, url, crash_at=crash_at)
+    handle = get_or_create_orchestrator(config, run_id, url, max_cycles=len(panel), crash_at=crash_at)
     reports: dict[int, CycleReport] = {}
     budget = config.ray.orchestrator_max_restarts
     try:

@@ -35,7 +35,7 @@ def kill_orchestrator(ray) -> None:
 
 
 def run_paper(ray, config, panel, run_id: str, journal_url: str | None):
-    handle = get_or_create_orchestrator(config, ray.put(panel), run_id, journal_url)
+    handle = get_or_create_orchestrator(config, run_id, journal_url, max_cycles=len(panel))
     recorder = RunRecorder()
     recorder.add(ray.get(handle.run_until.remote(len(panel))))
     return handle, recorder.result()
@@ -60,18 +60,18 @@ def test_paper_replay_on_actors_matches_the_backtest_exactly(ray_local, paper_se
 
 def test_orchestrator_is_a_named_singleton_with_idempotent_cycles(ray_local, paper_setup) -> None:
     ray = ray_local
-    config, panel, _ = paper_setup
+    config, _, _ = paper_setup
     kill_orchestrator(ray)
-    handle = get_or_create_orchestrator(config, ray.put(panel.slice(0, 30)), "single", None)
+    handle = get_or_create_orchestrator(config, "single", None, max_cycles=30)
     try:
         assert ray.get_actor(ORCHESTRATOR_NAME, namespace=NAMESPACE)._actor_id == handle._actor_id
         assert len(ray.get(handle.run_until.remote(10))) == 10
         assert ray.get(handle.run_until.remote(10)) == []  # asking again runs nothing
         assert len(ray.get(handle.run_until.remote(12))) == 2
-        again = get_or_create_orchestrator(config, ray.put(panel.slice(0, 30)), "single", None)
+        again = get_or_create_orchestrator(config, "single", None, max_cycles=30)
         assert ray.get(again.status.remote())["cycles_done"] == 12
         with pytest.raises(OrchestratorConflictError, match="orchestrator for run single is already running"):
-            get_or_create_orchestrator(config, ray.put(panel.slice(0, 30)), "another-run", None)
+            get_or_create_orchestrator(config, "another-run", None, max_cycles=30)
     finally:
         ray.get(handle.shutdown.remote())
         ray.kill(handle)
@@ -81,7 +81,7 @@ def test_kill_switch_halts_and_cancels_working_orders_on_the_plane(ray_local, pa
     ray = ray_local
     config, panel, _ = paper_setup
     kill_orchestrator(ray)
-    handle = get_or_create_orchestrator(config, ray.put(panel), "kill", None)
+    handle = get_or_create_orchestrator(config, "kill", None, max_cycles=len(panel))
     try:
         done = 0
         while ray.get(handle.open_orders.remote()) == 0:

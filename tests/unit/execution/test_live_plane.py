@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,18 @@ from amcp.store.state import TradingStateStore
 from serve.alpaca_paper import AlpacaPaperServer
 
 KEY, SECRET = "test-key", "test-secret"
+
+
+@dataclass(frozen=True)
+class _KeyPair:
+    """A key pair held in the test (the plane gets a vault reference instead)."""
+
+    key: str
+    secret: str = field(repr=False)
+
+    def key_pair(self) -> tuple[str, str]:
+        return self.key, self.secret
+
 DAY_NS = 86_400 * 10**9
 T0 = 1_704_229_200 * 10**9  # 2024-01-02 16:00 New York
 SYMBOLS = ("AAPL", "MSFT", "JPM")
@@ -87,7 +100,7 @@ def server() -> Iterator[AlpacaPaperServer]:
 
 
 def _settings(server: AlpacaPaperServer, tmp_path: Path, **overrides: Any) -> LiveBrokerSettings:
-    values: dict[str, Any] = dict(api_key=KEY, secret_key=SECRET, database_url=f"sqlite:///{tmp_path / 'state.sqlite'}",
+    values: dict[str, Any] = dict(credentials=_KeyPair(KEY, SECRET), database_url=f"sqlite:///{tmp_path / 'state.sqlite'}",
                                   risk=RiskConfig(duplicate_intent_window_s=0), url_override=server.url,
                                   stream_url_override=server.ws_url, rate_limit_per_minute=600_000,
                                   stream_timeout_s=5.0)
