@@ -214,7 +214,9 @@ def _price(x: _Inputs) -> FloatArray:
     sign = np.where(x.calls, 1.0, -1.0)
     price = sign * (spot_disc * norm_cdf(sign * d1) - strike_disc * norm_cdf(sign * d2))
     intrinsic = np.maximum(sign * (spot_disc - strike_disc), 0.0)
-    result: FloatArray = np.where(x.live, price, intrinsic)
+    # The price is never below the discounted forward intrinsic value (nor 0); cancellation in
+    # the difference above can round it a few ulps under (even to a tiny negative number).
+    result: FloatArray = np.where(x.live, np.maximum(price, intrinsic), intrinsic)
     return result
 
 
