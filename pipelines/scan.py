@@ -1,0 +1,307 @@
+"""The options scan job: arbitrage and ranked multi-leg candidates in every chain, one Ray task per chain.
+
+Run:
+    python -m pipelines.scan --config configs/scan.yaml
+
+Chains come from a vendor end-of-day file (``source.kind: vendor_file``, the historicaloptiondata.com
+layout, read once by the driver and split into one chain per underlying and quote date) or from
+the market-data store (``source.kind: store``, each task reading its own chain). Each Ray task
+fits an SVI surface to its chain (:func:`amcp.options.surface.fit_surface`), then runs
+:func:`amcp.options.scanner.scan_chain`: the arbitrage checks over every expiry, the candidate
+ranking over the expiries the surface was fitted to. A progress bar runs on stderr.
+
+Writes ``<output_dir>/<run-id>/violations.<fmt>``, ``candidates.<fmt>`` (Parquet or CSV; one row
+per violation or kept candidate, with the chain's underlying and quote time) and ``chains.csv``
+(one row per chain: contracts, fitted expiries, candidates evaluated, violations, or the reason
+it failed), and ends with a one-line JSON summary on stdout: chains, candidates evaluated,
+violations by kind, the top opportunities, wall time. Exit code 0 when every chain was scanned,
+1 when some failed (the rest are written), 2 for a bad config or input file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from amcp.config import RunConfig, StoreConfig, load_config
+from amcp.errors import AmcpError, DataError
+from amcp.options.chain import OptionChain
+from amcp.options.scanner import ChainScan, ScannerConfig, scan_chain
+from pipelines._common import connect_ray, guarded, new_run_id
+
+EXIT_PARTIAL = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class VendorFileSource(_Model):
+    """A historicaloptiondata.com end-of-day file (Parquet or CSV), every chain in it or a selection."""
+
+    kind: Literal["vendor_file"] = "vendor_file"
+    path: str = Field(min_length=1, description="Parquet or CSV file in the vendor layout")
+    underlyings: tuple[str, ...] = Field((), description="underlyings to scan; empty scans all in the file")
+    quote_dates: tuple[date, ...] = Field((), description="quote dates to scan; empty scans all in the file")
+    max_chains: int | None = Field(None, ge=1, description="scan at most this many chains (the first by date)")
+
+
+class StoreSource(_Model):
+    """Chains in the market-data store's ``options/chains`` dataset."""
+
+    kind: Literal["store"] = "store"
+    store: StoreConfig = StoreConfig()
+    underlyings: tuple[str, ...] = Field(min_length=1, description="underlyings to scan")
+    quote_dates: tuple[date, ...] = Field(min_length=1, description="quote dates (New York) to scan")
+
+
+class MarketConfig(_Model):
+    """What the sources do not carry, given to every chain."""
+
+    rate: float = Field(0.0, ge=-0.05, le=0.5, description="risk-free rate, continuous annual decimal")
+    div_yield: float = Field(0.0, ge=-0.5, le=0.5, description="dividend (or borrow) yield, continuous annual decimal")
+
+
+class SurfaceFitConfig(_Model):
+    """Arguments of :func:`amcp.options.surface.fit_surface`."""
+
+    forward_method: Literal["parity", "carry"] = Field("parity", description="forward from put-call parity or carry")
+    min_quotes: int = Field(6, ge=5, description="expiries with fewer out-of-the-money quotes are not fitted")
+    min_t_years: float = Field(2.0 / 365.0, ge=0, description="expiries closer than this are not fitted")
+
+
+class ScanRayConfig(_Model):
+    address: str | None = Field(None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
+    task_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per chain task")
+    max_tasks_in_flight: int = Field(8, ge=1, description="chain tasks running or queued at once")
+
+
+class ScanOutputConfig(_Model):
+    format: Literal["parquet", "csv"] = Field("parquet", description="file format of the result tables")
+    top: int = Field(10, ge=0, description="best candidates (by ev_per_risk) shown in the JSON summary")
+
+
+class ScanJobConfig(_Model):
+    """``configs/scan.yaml``: scan option chains for arbitrage and ranked candidates."""
+
+    kind: Literal["scan"] = "scan"
+    run: RunConfig = RunConfig(name="scan")
+    source: Annotated[VendorFileSource | StoreSource, Field(discriminator="kind")]
+    market: MarketConfig = MarketConfig()
+    surface: SurfaceFitConfig = SurfaceFitConfig()
+    scanner: ScannerConfig = ScannerConfig()
+    ray: ScanRayConfig = ScanRayConfig()
+    output: ScanOutputConfig = ScanOutputConfig()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Scan option chains for arbitrage and ranked multi-leg candidates.")
+    parser.add_argument("--config", default="configs/scan.yaml", help="YAML config (default: configs/scan.yaml)")
+    parser.add_argument("--run-id", default=None, help="run id (default: <run.name>-<UTC timestamp>)")
+    parser.add_argument("--output-dir", default=None, help="folder for run folders, overriding run.output_dir")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar: only the JSON summary")
+    return parser.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- the Ray task
+
+
+@dataclass(frozen=True)
+class ChainScanned:
+    """A task's answer: the scan of one chain, or why there is none."""
+
+    underlying: str
+    quote_date: date
+    scan: ChainScan | None = None
+    fitted_expiries: int = 0
+    surface_arbitrage_free: bool | None = None
+    error: str | None = None
+
+
+def _scan_task(chain: OptionChain | None, store_args: dict[str, Any] | None, underlying: str, quote_date: date,
+               market: MarketConfig, surface: SurfaceFitConfig, scanner: ScannerConfig) -> ChainScanned:
+    """Load (from the store, when ``chain`` is None), fit and scan one chain; errors become a reason."""
+    from amcp.options.surface import fit_surface
+
+    try:
+        if chain is None:
+            from amcp.data.store import MarketDataStore
+            from amcp.options.chain_io import read_chain
+
+            where = store_args or {}
+            store = MarketDataStore(where["url"], storage_options=where.get("options"))
+            chain = read_chain(store, underlying, quote_date, rate=market.rate, div_yield=market.div_yield).chain
+        fit = fit_surface(chain, forward_method=surface.forward_method, min_quotes=surface.min_quotes,
+                          min_t_years=surface.min_t_years)
+        fitted = np.array([np.datetime64(f.expiry, "D") for f in fit.diagnostics.fits], dtype="datetime64[D]")
+        scan = scan_chain(chain, fit.surface, scanner, candidate_expiries=fitted)
+        return ChainScanned(underlying, quote_date, scan, len(fitted), fit.diagnostics.arbitrage_free)
+    except AmcpError as exc:
+        return ChainScanned(underlying, quote_date, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _vendor_chains(source: VendorFileSource, market: MarketConfig) -> dict[tuple[str, date], OptionChain]:
+    from amcp.options.chain_io import chains_from_vendor_frame
+
+    path = Path(source.path)
+    if not path.is_file():
+        raise DataError(f"source.path: vendor file not found: {path}")
+    try:
+        frame = pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"source.path: cannot read {path}: {exc}") from None
+    loaded = chains_from_vendor_frame(frame, rate=market.rate, div_yield=market.div_yield, source=str(path))
+    print(f"scan: {path.name}: {loaded.report.summary()}", file=sys.stderr)
+    chains = {key: chain for key, chain in sorted(loaded.chains.items())
+              if (not source.underlyings or key[0] in source.underlyings)
+              and (not source.quote_dates or key[1] in source.quote_dates)}
+    missing = sorted(set(source.quote_dates) - {key[1] for key in chains})
+    if missing:
+        raise DataError(f"source.quote_dates: no chain in {path} on {[d.isoformat() for d in missing]}")
+    if not chains:
+        raise DataError(f"source: no chain in {path} matches underlyings={list(source.underlyings)}")
+    keys = sorted(chains, key=lambda key: (key[1], key[0]))[: source.max_chains]
+    return {key: chains[key] for key in keys}
+
+
+def _run_tasks(ray: Any, config: ScanJobConfig, quiet: bool) -> list[ChainScanned]:
+    task = ray.remote(num_cpus=config.ray.task_num_cpus, max_retries=0)(_scan_task)
+    source = config.source
+    jobs: list[tuple[tuple[str, date], Any, dict[str, Any] | None]] = []
+    if isinstance(source, VendorFileSource):
+        jobs = [(key, chain, None) for key, chain in _vendor_chains(source, config.market).items()]
+    else:
+        store_args = {"url": source.store.url, "options": source.store.storage_options()}
+        jobs = [((u.upper(), d), None, store_args) for u in source.underlyings for d in source.quote_dates]
+    pending: dict[Any, tuple[str, date]] = {}
+    results: list[ChainScanned] = []
+    queue = list(jobs)
+    with tqdm(total=len(jobs), desc="scan", unit="chain", disable=quiet, file=sys.stderr) as bar:
+        while queue or pending:
+            while queue and len(pending) < config.ray.max_tasks_in_flight:
+                (underlying, day), chain, store_args = queue.pop(0)
+                ref = task.remote(chain, store_args, underlying, day, config.market, config.surface, config.scanner)
+                pending[ref] = (underlying, day)
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                underlying, day = pending.pop(ref)
+                try:
+                    results.append(ray.get(ref))
+                except Exception as exc:  # noqa: BLE001 - a dead task fails its chain, the job carries on
+                    cause = getattr(exc, "cause", None) or exc
+                    first_line = str(cause).splitlines()[0][:300] if str(cause) else ""
+                    results.append(ChainScanned(underlying, day,
+                                                error=f"task failed: {type(cause).__name__}: {first_line}"))
+                bar.update(1)
+    return sorted(results, key=lambda r: (r.quote_date, r.underlying))
+
+
+def _frame(results: list[ChainScanned], attribute: str) -> pd.DataFrame:
+    parts = []
+    for result in results:
+        if result.scan is not None:
+            table = pd.DataFrame(getattr(result.scan, attribute))
+            table.insert(0, "as_of", pd.Timestamp(result.scan.as_of))
+            table.insert(0, "underlying", result.underlying)
+            parts.append(table)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _write(frame: pd.DataFrame, path: Path, fmt: str) -> Path:
+    target = path.with_suffix(f".{fmt}")
+    if fmt == "parquet":
+        frame.to_parquet(target, index=False)
+    else:
+        frame.to_csv(target, index=False)
+    return target
+
+
+def _top(candidates: pd.DataFrame, n: int) -> list[dict[str, Any]]:
+    if candidates.empty or n == 0:
+        return []
+    best = candidates.sort_values("ev_per_risk", ascending=False, kind="stable").head(n)
+    out = []
+    for row in best.itertuples(index=False):
+        legs = [f"{getattr(row, f'qty_{k}'):+d} {getattr(row, f'symbol_{k}')}" for k in range(1, 5)
+                if getattr(row, f"symbol_{k}")]
+        out.append({"underlying": row.underlying, "as_of": str(row.as_of), "structure": row.structure, "legs": legs,
+                    "cost": round(float(row.cost), 4), "max_loss": round(float(row.max_loss), 4),
+                    "ev": round(float(row.ev), 4), "ev_per_risk": round(float(row.ev_per_risk), 4)})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def job() -> int:
+        import ray
+
+        started_at = time.perf_counter()
+        config = load_config(args.config, ScanJobConfig)
+        if args.output_dir:
+            config = config.model_copy(update={"run": config.run.model_copy(update={"output_dir": args.output_dir})})
+        started = connect_ray(config.ray.address, "amcp")
+        try:
+            results = _run_tasks(ray, config, args.quiet)
+        finally:
+            if started:
+                ray.shutdown()
+        run_id = args.run_id or new_run_id(config.run.name)
+        run_dir = Path(config.run.output_dir) / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        violations, candidates = _frame(results, "violations"), _frame(results, "candidates")
+        files = {"violations": str(_write(violations, run_dir / "violations", config.output.format)),
+                 "candidates": str(_write(candidates, run_dir / "candidates", config.output.format))}
+        per_chain = pd.DataFrame([{
+            "underlying": r.underlying, "quote_date": r.quote_date.isoformat(),
+            "contracts": r.scan.contracts if r.scan else None,
+            "contracts_tradeable": r.scan.contracts_tradeable if r.scan else None,
+            "fitted_expiries": r.fitted_expiries, "surface_arbitrage_free": r.surface_arbitrage_free,
+            "candidates_evaluated": r.scan.total_candidates_evaluated if r.scan else 0,
+            "violations": len(r.scan.violations) if r.scan else 0, "error": r.error,
+        } for r in results])
+        per_chain.to_csv(run_dir / "chains.csv", index=False)
+        files["chains"] = str(run_dir / "chains.csv")
+        failures = [{"underlying": r.underlying, "quote_date": r.quote_date.isoformat(), "reason": r.error}
+                    for r in results if r.error]
+        evaluated: Counter[str] = Counter()
+        for r in results:
+            if r.scan:
+                evaluated.update(r.scan.candidates_evaluated)
+        by_kind = dict(Counter(violations["kind"])) if not violations.empty else {}
+        summary = {
+            "ok": not failures, "job": "scan", "run_id": run_id, "source": config.source.kind,
+            "chains": len(results), "chains_scanned": len(results) - len(failures), "failures": failures,
+            "candidates_evaluated": sum(evaluated.values()), "candidates_by_structure": dict(evaluated),
+            "violations": len(violations), "violations_by_kind": by_kind,
+            "top": _top(candidates, config.output.top), "files": files,
+            "elapsed_s": round(time.perf_counter() - started_at, 3),
+        }
+        if not args.quiet:
+            print(f"scan: {summary['chains_scanned']}/{len(results)} chains, {summary['candidates_evaluated']:,} "
+                  f"candidates evaluated, {len(violations)} violations; results in {run_dir}", file=sys.stderr)
+            for failure in failures[:20]:
+                print(f"  failed {failure['underlying']} {failure['quote_date']}: {failure['reason']}", file=sys.stderr)
+        print(json.dumps(summary, default=str))
+        return 0 if not failures else EXIT_PARTIAL
+
+    return guarded(job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
