@@ -150,6 +150,15 @@ class RiskConfig(_Model):
     restricted_symbols: tuple[str, ...] = ()
     daily_loss_reduce_pct: Fraction = Field(0.05, description="loss vs start-of-day equity that moves to REDUCING")
     daily_loss_halt_pct: Fraction = Field(0.10, description="loss vs start-of-day equity that HALTS trading")
+    max_net_delta_per_underlying: float | None = Field(
+        None, gt=0, description="|net delta| per underlying after an option order, in shares-equivalent "
+        "(contracts × multiplier × delta, plus shares held); null: no limit (amcp.risk._greeks)")
+    max_net_gamma_per_underlying: float | None = Field(
+        None, gt=0, description="|net gamma| per underlying after an option order, in shares-equivalent per "
+        "1.00 move of the underlying (contracts × multiplier × gamma); null: no limit")
+    max_net_vega_usd_per_underlying: float | None = Field(
+        None, gt=0, description="|net vega| per underlying after an option order, in USD per 1.00 of volatility "
+        "(100 vol points; contracts × multiplier × vega); null: no limit")
 
     @model_validator(mode="after")
     def _loss_order(self) -> RiskConfig:

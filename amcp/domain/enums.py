@@ -185,5 +185,7 @@ class DenyReason(str, Enum):
     REDUCE_ONLY = "reduce_only"
     TRADING_REDUCING = "trading_reducing"
     TRADING_HALTED = "trading_halted"
+    GREEK_LIMIT = "greek_limit"
+    NO_GREEKS = "no_greeks"
     STATE_UNAVAILABLE = "state_unavailable"
     NOT_CHECKED = "not_checked"

@@ -23,6 +23,8 @@ contracts of its own symbol on its own side. The checks, in this order:
 - INSUFFICIENT_BUYING_POWER: a debit (market, or a positive net limit) consumes its notional; a
   credit consumes none (a short leg's margin is the venue's to enforce).
 - THROTTLED.
+- GREEK_LIMIT / NO_GREEKS, when a greek limit is set: the net greeks of the legs' underlying,
+  all legs at once (:mod:`amcp.risk._greeks`).
 
 An accepted mleg order's legs join the working quantity of their symbols for the rest of the
 call, so a later order on a leg symbol sees them. How working mleg orders are folded into the
@@ -40,6 +42,7 @@ from amcp.domain.instruments import Instrument
 from amcp.domain.messages import OrderLeg, SubmitOrder
 from amcp.portfolio.snapshot import PortfolioSnapshot
 from amcp.risk._book import CallBook
+from amcp.risk._greeks import GreekLimits
 from amcp.risk._listings import Listings
 from amcp.risk.checks import (
     SIDE_SIGN,
@@ -82,6 +85,7 @@ def check_multi_leg(
     max_price_age_ns: int,
     reducing_reason: str | None,
     throttle: deque[int],
+    greeks: GreekLimits | None = None,
 ) -> tuple[DenyReason, str] | None:
     """Run the checks of a well-formed multi-leg order; see the module docstring.
 
@@ -98,6 +102,7 @@ def check_multi_leg(
         max_price_age_ns: ``config.max_price_age_s`` in nanoseconds.
         reducing_reason: why trading is REDUCING, or ``None`` when it is not.
         throttle: the accept stamps inside the trailing throttle window.
+        greeks: the engine's greek limits, None when none is set; checked last.
 
     Returns:
         ``None`` to accept, else the reason code and a message naming the values.
@@ -225,6 +230,10 @@ def check_multi_leg(
         return DenyReason.THROTTLED, throttled_message(
             throttle, config.throttle_max_orders, config.throttle_window_s, ts_ns
         )
+    if greeks is not None:
+        verdict = greeks.check(command)
+        if verdict is not None:
+            return verdict
 
     # Accepted: each leg's contracts work on its symbol for later commands of this call.
     for effect in effects:

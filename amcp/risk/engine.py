@@ -40,6 +40,11 @@ otherwise be accepted uses up the throttle budget):
 17. INSUFFICIENT_BUYING_POWER added exposure × ``max(mark, limit, stop)`` > ``buying_power`` minus
                               what open orders and orders accepted earlier in the call consume.
 18. THROTTLED                 ``throttle_max_orders`` already accepted in the trailing window.
+19. GREEK_LIMIT / NO_GREEKS   an option order (simple or mleg) that would take an underlying's net
+                              delta, gamma or vega beyond its limit in the worst case, or whose
+                              exposure lacks greeks in ``ctx.option_greeks``; only when a greek
+                              limit is set (:mod:`amcp.risk._greeks`). It comes after the throttle
+                              check, which consumes nothing: a slot is used only on accept.
 
 "Reducing": with position ``p`` and working orders on the same side of the same symbol (open
 orders plus earlier accepts in the call, full quantity), a sell of ``q`` reduces iff
@@ -62,7 +67,7 @@ order consumes its added exposure at a margin requirement of 1.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -79,6 +84,7 @@ from amcp.domain.objects import to_decimal
 from amcp.errors import RiskError
 from amcp.portfolio.snapshot import PortfolioSnapshot
 from amcp.risk._book import CallBook, WorkingOrders
+from amcp.risk._greeks import NO_GREEKS, GreekLimits, OptionGreeks
 from amcp.risk._listings import Listings
 from amcp.risk._multi_leg import check_multi_leg
 from amcp.risk.checks import (
@@ -121,12 +127,16 @@ class RiskContext:
             exposure and buying power (an ``mleg`` order leg by leg). Treated as immutable, like
             ``portfolio``: their fold is cached while the same objects are passed.
         session_date: the trading session; when it changes, the daily-loss state resets.
+        option_greeks: OCC symbol -> :class:`OptionGreeks` per unit of underlying, for the greek
+            limits (e.g. from option snapshots or :func:`amcp.options.black_scholes.bsm_greeks`);
+            read only when a limit is set. Treated as immutable, like ``portfolio``.
     """
 
     ts_ns: int
     portfolio: PortfolioSnapshot
     open_orders: Sequence[SubmitOrder] = ()
     session_date: date | None = None
+    option_greeks: Mapping[str, OptionGreeks] = NO_GREEKS
 
 
 class _Source(Enum):
@@ -179,6 +189,7 @@ class RiskEngine:
             instrument_for, frozenset(s.strip().upper() for s in config.restricted_symbols)
         )
         self._working_orders = WorkingOrders(self._listings)
+        self._greeks = GreekLimits.from_config(config, self._listings)  # None: no greek limit set
         self._accepted_ids: set[ClientOrderId] = set()
         self._throttle: deque[int] = deque()
         self._intents: dict[tuple[object, ...], int] = {}
@@ -327,6 +338,8 @@ class RiskEngine:
             return accepted, denied
         self._expire(ts_ns)
         book = self._working_orders.book(ctx.portfolio, ctx.open_orders)
+        if self._greeks is not None:
+            self._greeks.start(ctx.portfolio, ctx.option_greeks, ctx.open_orders)
         for command in commands:
             verdict = self._check_one(command, ctx, book)
             if verdict is None:
@@ -402,6 +415,7 @@ class RiskEngine:
                     max_price_age_ns=self._max_price_age_ns,
                     reducing_reason=self._state_reason if self._state is _REDUCING else None,
                     throttle=self._throttle,
+                    greeks=self._greeks,
                 )
                 if verdict is None:
                     self._accepted_ids.add(client_order_id)
@@ -529,6 +543,10 @@ class RiskEngine:
             return DenyReason.THROTTLED, throttled_message(
                 self._throttle, self._throttle_max, self._config.throttle_window_s, ts_ns
             )
+        if self._greeks is not None:
+            verdict = self._greeks.check(command)
+            if verdict is not None:
+                return verdict
 
         # Accepted: record it so later commands of this call and later calls see it.
         if sign > 0:
