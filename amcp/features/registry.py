@@ -1,0 +1,309 @@
+"""The feature registry: named, documented, point-in-time features of daily bars.
+
+A *series feature* is a function of one symbol's bars (:class:`SeriesInputs`, oldest first) that
+returns one value per bar; the value at bar ``t`` may use bars ``0..t`` only (never a later
+one — the no-look-ahead test poisons every bar after ``t`` and checks nothing at or before ``t``
+changes). ``window`` is how many bars of history the feature needs: values before that are NaN.
+A *cross-sectional feature* transforms one series feature across all symbols on each date
+(e.g. its rank), so it needs every symbol's value on that date and nothing later.
+
+Every feature carries its formula: the registering function's docstring, required and shown by
+:meth:`FeatureRegistry.describe`.
+
+Modules that define features register them into :data:`REGISTRY` when imported;
+:func:`amcp.features.default_registry` imports them all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from amcp._typing import FloatArray
+from amcp.errors import DataError
+
+__all__ = [
+    "REGISTRY",
+    "CrossSectionalOp",
+    "CrossSectionalSpec",
+    "FeatureMatrix",
+    "FeatureRegistry",
+    "FeatureSpec",
+    "SeriesInputs",
+]
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+CrossSectionalOp = Literal["rank", "zscore", "demean"]
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesInputs:
+    """One symbol's daily bars, oldest first, as float64 arrays of equal length ``T``.
+
+    ``vwap`` is NaN where the source has none (features that need it say which proxy they use);
+    ``market`` is a market proxy's close on the same dates (e.g. the equal-weighted universe
+    index), for beta and correlation features, or None when unavailable (those features are
+    then all NaN). Missing bars (halts, gaps) are NaN rows: features treat them per their
+    docstring, never by looking ahead.
+    """
+
+    dates: npt.NDArray[np.datetime64]
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+    vwap: FloatArray
+    market: FloatArray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.close)
+        dates = np.asarray(self.dates, dtype="datetime64[D]")
+        if dates.shape != (n,):
+            raise DataError(f"series inputs: dates has shape {dates.shape}, expected ({n},)")
+        object.__setattr__(self, "dates", dates)
+        for name in ("open", "high", "low", "close", "volume", "vwap", "market"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            column = np.ascontiguousarray(value, dtype=np.float64)
+            if column.shape != (n,):
+                raise DataError(f"series inputs: column {name} has shape {column.shape}, expected ({n},)")
+            object.__setattr__(self, name, column)
+        if n > 1 and not (dates[1:] > dates[:-1]).all():
+            raise DataError("series inputs: dates must be strictly increasing")
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+    def head(self, count: int) -> SeriesInputs:
+        """The first ``count`` bars (what was known at bar ``count - 1``)."""
+        market = None if self.market is None else self.market[:count]
+        return SeriesInputs(self.dates[:count], self.open[:count], self.high[:count], self.low[:count],
+                            self.close[:count], self.volume[:count], self.vwap[:count], market)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A series feature: ``fn(inputs)`` returns ``len(inputs)`` float64 values (see the module docstring)."""
+
+    name: str
+    window: int
+    group: str
+    fn: Callable[[SeriesInputs], FloatArray]
+    doc: str
+
+
+@dataclass(frozen=True)
+class CrossSectionalSpec:
+    """A cross-sectional feature: ``op`` of the series feature ``base`` across symbols, per date.
+
+    ``rank``: the percentile rank in (0, 1] (ties share their average rank; NaN stays NaN and is
+    not counted); ``zscore``: (x − mean) / std over the date's non-NaN values (NaN when fewer than
+    two or std 0); ``demean``: x − mean.
+    """
+
+    name: str
+    base: str
+    op: CrossSectionalOp
+    doc: str
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureMatrix:
+    """Series features of one symbol: ``values[t, j]`` is feature ``names[j]`` at bar ``t``."""
+
+    names: tuple[str, ...]
+    values: FloatArray
+
+
+class FeatureRegistry:
+    """Named series and cross-sectional features (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._series: dict[str, FeatureSpec] = {}
+        self._cross: dict[str, CrossSectionalSpec] = {}
+
+    # ------------------------------------------------------------------ registration
+
+    def register(self, name: str, *, window: int, group: str) -> Callable[
+            [Callable[[SeriesInputs], FloatArray]], Callable[[SeriesInputs], FloatArray]]:
+        """Decorator: register ``fn`` as the series feature ``name`` (its docstring is the formula).
+
+        Raises:
+            DataError: on a bad or taken name, a window < 1, or a function without a docstring.
+        """
+
+        def decorate(fn: Callable[[SeriesInputs], FloatArray]) -> Callable[[SeriesInputs], FloatArray]:
+            self.add(FeatureSpec(name, window, group, fn, (fn.__doc__ or "").strip()))
+            return fn
+
+        return decorate
+
+    def add(self, spec: FeatureSpec) -> None:
+        """Register a series feature spec (rules as :meth:`register`)."""
+        self._check_name(spec.name)
+        if type(spec.window) is not int or spec.window < 1:
+            raise DataError(f"feature {spec.name}: window must be an int >= 1, got {spec.window!r}")
+        if not spec.doc:
+            raise DataError(f"feature {spec.name}: needs a docstring stating its formula and window")
+        self._series[spec.name] = spec
+
+    def add_cross_sectional(self, name: str, base: str, op: CrossSectionalOp, doc: str) -> None:
+        """Register ``op`` of the series feature ``base`` across symbols as ``name``.
+
+        Raises:
+            DataError: on a bad or taken name, an unknown base, an unknown op or an empty doc.
+        """
+        self._check_name(name)
+        if base not in self._series:
+            raise DataError(f"cross-sectional feature {name}: unknown base feature {base!r}")
+        if op not in ("rank", "zscore", "demean"):
+            raise DataError(f"cross-sectional feature {name}: op must be rank, zscore or demean, got {op!r}")
+        if not doc.strip():
+            raise DataError(f"cross-sectional feature {name}: needs a doc stating its formula")
+        self._cross[name] = CrossSectionalSpec(name, base, op, doc.strip())
+
+    def _check_name(self, name: str) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise DataError(f"feature name must match {_NAME.pattern}, got {name!r}")
+        if name in self._series or name in self._cross:
+            raise DataError(f"feature {name!r} is registered already")
+
+    # ------------------------------------------------------------------ lookup
+
+    @property
+    def series_names(self) -> tuple[str, ...]:
+        """Series feature names, in registration order."""
+        return tuple(self._series)
+
+    @property
+    def cross_sectional_names(self) -> tuple[str, ...]:
+        """Cross-sectional feature names, in registration order."""
+        return tuple(self._cross)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every feature name: series first, then cross-sectional."""
+        return (*self._series, *self._cross)
+
+    def __len__(self) -> int:
+        return len(self._series) + len(self._cross)
+
+    def series(self, name: str) -> FeatureSpec:
+        """The series feature ``name``.
+
+        Raises:
+            DataError: if there is none.
+        """
+        try:
+            return self._series[name]
+        except KeyError:
+            raise DataError(f"unknown series feature {name!r}") from None
+
+    def cross_sectional(self, name: str) -> CrossSectionalSpec:
+        """The cross-sectional feature ``name``.
+
+        Raises:
+            DataError: if there is none.
+        """
+        try:
+            return self._cross[name]
+        except KeyError:
+            raise DataError(f"unknown cross-sectional feature {name!r}") from None
+
+    def group(self, group: str) -> tuple[str, ...]:
+        """The series features of ``group``."""
+        return tuple(name for name, spec in self._series.items() if spec.group == group)
+
+    def describe(self) -> list[dict[str, object]]:
+        """One row per feature: name, kind, window, group or base/op, and its formula."""
+        rows: list[dict[str, object]] = [
+            {"name": s.name, "kind": "series", "window": s.window, "group": s.group, "doc": s.doc}
+            for s in self._series.values()]
+        rows.extend({"name": c.name, "kind": "cross_sectional", "base": c.base, "op": c.op, "doc": c.doc}
+                    for c in self._cross.values())
+        return rows
+
+    # ------------------------------------------------------------------ computation
+
+    def compute(self, inputs: SeriesInputs, names: Iterable[str] | None = None) -> FeatureMatrix:
+        """The series features ``names`` (default: all) of one symbol.
+
+        Raises:
+            DataError: if a name is unknown or a feature returns the wrong shape or dtype.
+        """
+        chosen = tuple(self._series) if names is None else tuple(names)
+        values = np.empty((len(inputs), len(chosen)), dtype=np.float64)
+        for j, name in enumerate(chosen):
+            column = np.asarray(self.series(name).fn(inputs))
+            if column.shape != (len(inputs),) or column.dtype != np.float64:
+                raise DataError(f"feature {name}: returned {column.dtype} of shape {column.shape}, "
+                                f"expected float64 of shape ({len(inputs)},)")
+            values[:, j] = column
+        return FeatureMatrix(chosen, values)
+
+    def compute_cross_sectional(self, name: str, base_values: FloatArray) -> FloatArray:
+        """Apply the cross-sectional feature ``name`` to ``base_values`` (dates × symbols)."""
+        spec = self.cross_sectional(name)
+        return cross_sectional(spec.op, base_values)
+
+
+def cross_sectional(op: CrossSectionalOp, values: FloatArray) -> FloatArray:
+    """``op`` across each row of ``values`` (dates × symbols); see :class:`CrossSectionalSpec`."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 2:
+        raise DataError(f"cross-sectional values must be 2-D (dates × symbols), got shape {x.shape}")
+    valid = ~np.isnan(x)
+    count = valid.sum(axis=1, keepdims=True)
+    if op == "rank":
+        out = np.full_like(x, np.nan)
+        for t in range(x.shape[0]):
+            row = valid[t]
+            if row.any():
+                out[t, row] = _average_rank(x[t, row]) / row.sum()
+        return out
+    mean = np.where(count > 0, np.nansum(x, axis=1, keepdims=True) / np.maximum(count, 1), np.nan)
+    if op == "demean":
+        return x - mean
+    if op == "zscore":
+        centred = np.where(valid, x - mean, 0.0)
+        var = (centred**2).sum(axis=1, keepdims=True) / np.maximum(count - 1, 1)
+        std = np.sqrt(var)
+        ok = (count >= 2) & (std > 0)
+        return np.where(ok & valid, (x - mean) / np.where(ok, std, 1.0), np.nan)
+    raise DataError(f"unknown cross-sectional op {op!r}")
+
+
+def _average_rank(values: FloatArray) -> FloatArray:
+    """1-based ranks of ``values``, ties sharing their average rank."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1, dtype=np.float64)
+    sorted_values = values[order]
+    # average the ranks of tied runs
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    for start, end in zip(starts, ends):
+        if end - start > 1:
+            ranks[order[start:end]] = (start + 1 + end) / 2.0
+    return ranks
+
+
+def names_in(registry: FeatureRegistry, names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` checked against ``registry`` (each must be a series or cross-sectional feature)."""
+    known = set(registry.names)
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise DataError(f"unknown features: {', '.join(unknown)}")
+    return tuple(names)
+
+
+#: The default registry: feature modules register into it when imported.
+REGISTRY = FeatureRegistry()
