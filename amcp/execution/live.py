@@ -49,6 +49,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -74,7 +75,6 @@ from amcp.store.state import (
     LEG_TAG_PREFIX,
     Anomaly,
     Applied,
-    EventAudit,
     IntentAudit,
     OrderRow,
     TradingStateStore,
@@ -153,6 +153,8 @@ class LiveExecutionEngine:
         actor: the name written in the audit log.
         crash_hook: test hook called with a point name (``intent_saved``, ``request_sent``,
             ``response_received``, ``fill_applied``) — a test raises there to simulate a kill.
+        send_concurrency: how many callers' requests of one group commit may be in flight at once
+            (1: one after the other). One caller's commands always go out in order.
     """
 
     def __init__(
@@ -166,7 +168,10 @@ class LiveExecutionEngine:
         clock_ns: Callable[[], int] = time.time_ns,
         actor: str = "oms",
         crash_hook: Callable[[str], None] | None = None,
+        send_concurrency: int = 1,
     ) -> None:
+        if type(send_concurrency) is not int or send_concurrency < 1:
+            raise ExecutionError(f"send_concurrency must be an int >= 1, got {send_concurrency!r}")
         self.broker = broker
         self.state = state
         self.audit = audit
@@ -180,6 +185,10 @@ class LiveExecutionEngine:
         self._stream_sessions = 0
         self.halted_symbols: dict[str, str] = {}
         self.sent = 0
+        self._sent_lock = threading.Lock()
+        # different callers' requests of one group commit go out concurrently (see _requests)
+        self._send_pool = (ThreadPoolExecutor(send_concurrency, thread_name_prefix="oms-send")
+                           if send_concurrency > 1 else None)
         self._checked: set[str] = set()  # accepted by this engine's risk checks, not yet sent
         self._outbox: list[Any] = []  # recorded events a failed publish left behind, in order
         self.audit_failures = 0
@@ -326,34 +335,60 @@ class LiveExecutionEngine:
                 else:
                     fresh.append((g, i, command))
         if fresh:
-            for (g, i, _), events in zip(fresh, self._send_fresh([command for _, _, command in fresh])):
+            answers = self._send_fresh([command for _, _, command in fresh], [g for g, _, _ in fresh])
+            for (g, i, _), events in zip(fresh, answers):
                 slots[g][i].extend(events)
         return [[event for slot in group for event in slot] for group in slots]
 
-    def _send_fresh(self, commands: Sequence[SubmitOrder]) -> list[list[OrderEvent]]:
-        """Save new intents in one transaction, send them, record the answers in one transaction."""
+    def _send_fresh(self, commands: Sequence[SubmitOrder], callers: Sequence[int]) -> list[list[OrderEvent]]:
+        """Save new intents in one transaction, send them, record the answers in one transaction.
+
+        ``callers[i]`` says whose request ``commands[i]`` is: one caller's commands go out in their
+        order, one after the other; different callers' go out concurrently when the engine has a
+        ``send_concurrency`` above 1.
+        """
         try:
             saved = self.state.save_intents(commands, submitted_ns=self._clock_ns(),
-                                            audits=[self._intent_audit(command) for command in commands])
+                                            audit_all=self._intents_audit(commands))
         except StoreError as exc:
             if len(commands) == 1:
                 return [[self._unpersisted(commands[0], exc)]]
             log.warning("oms: joint save of %d intents failed (%s); saving them one by one", len(commands), exc)
             return [self._send(command) for command in commands]
-        answers: list[list[OrderEvent]] = []
         for command, written in zip(commands, saved):
             if written and self._joint_log is None:
                 self._audit_intent(command)
-        if any(saved):
-            self._crash("intent_saved")
-        for command, written in zip(commands, saved):
             if not written:
                 log.info("oms: intent %s is already known; not sent again", command.client_order_id)
-                answers.append([])
-                continue
-            answers.append(self._request(command))
+        if any(saved):
+            self._crash("intent_saved")
+        answers = self._requests([(caller, i, command) for i, (caller, command, written)
+                                  in enumerate(zip(callers, commands, saved)) if written], len(commands))
         recorded = set(map(id, self.on_broker_events([event for events in answers for event in events])))
         return [[event for event in events if id(event) in recorded] for events in answers]
+
+    def _requests(self, todo: Sequence[tuple[int, int, SubmitOrder]], count: int) -> list[list[OrderEvent]]:
+        """Send ``todo`` (caller, position, command): each caller's in order, callers concurrently
+        on the send pool; the answers by position (``count`` of them). Every request finishes
+        before an exception of one is raised."""
+        answers: list[list[OrderEvent]] = [[] for _ in range(count)]
+        chains: dict[int, list[tuple[int, SubmitOrder]]] = {}
+        for caller, position, command in todo:
+            chains.setdefault(caller, []).append((position, command))
+
+        def run(chain: list[tuple[int, SubmitOrder]]) -> None:
+            for position, command in chain:
+                answers[position] = self._request(command)
+
+        if self._send_pool is None or len(chains) < 2:
+            for chain in chains.values():
+                run(chain)
+            return answers
+        futures = [self._send_pool.submit(run, chain) for chain in chains.values()]
+        wait(futures)
+        for future in futures:
+            future.result()  # re-raise the first failure, once all are done
+        return answers
 
     def _unpersisted(self, command: SubmitOrder, exc: StoreError) -> OrderDenied:
         """No persisted (and audited) intent, no request: deny ``command``; the engine reconciles
@@ -371,7 +406,8 @@ class LiveExecutionEngine:
         """Send one persisted intent; a command the broker client cannot express is rejected
         locally (nothing left the process)."""
         self._crash("request_sent")
-        self.sent += 1
+        with self._sent_lock:
+            self.sent += 1
         try:
             events = self.broker.submit(command)
         except ExecutionError as exc:
@@ -433,7 +469,7 @@ class LiveExecutionEngine:
                     if not (isinstance(event, OrderFilled) and not _recorded_by_reconcile(str(event.trade_id))
                             and self._covered_by_reconcile(event))]
             records = [to_record(event) for event in todo]
-            results = self.state.apply_many(todo, audits=[self._event_audit(record, now) for record in records])
+            results = self.state.apply_many(todo, audit_all=self._events_audit(records, now))
         except StoreError as exc:
             self._reconciled = False
             log.error("oms: cannot record %d events (first %s for %s): %s; halted until reconciled",
@@ -496,16 +532,31 @@ class LiveExecutionEngine:
         entry = AuditEntry(self._actor, "intent", to_record(command), command.ts_ns)
         return lambda connection: joint.append_many([entry], connection=connection)
 
-    def _event_audit(self, record: Mapping[str, Any], ts_ns: int) -> EventAudit | None:
-        """The ``event`` audit row (the event and the anomaly it met) written in the event's own
-        transaction, or None when the audit log is in another database."""
+    def _intents_audit(self, commands: Sequence[SubmitOrder]) -> Callable[[Any, list[bool]], None] | None:
+        """The ``intent`` audit rows of a joint save, appended once in its transaction (for the
+        intents it wrote), or None when the audit log is in another database."""
         joint = self._joint_log
         if joint is None:
             return None
 
-        def write(connection: Any, result: Applied) -> None:
-            entry = AuditEntry(self._actor, "event", _event_payload(record, result), ts_ns)
-            joint.append_many([entry], connection=connection)
+        def write(connection: Any, written: list[bool]) -> None:
+            entries = [AuditEntry(self._actor, "intent", to_record(command), command.ts_ns)
+                       for command, new in zip(commands, written) if new]
+            if entries:
+                joint.append_many(entries, connection=connection)
+
+        return write
+
+    def _events_audit(self, records: Sequence[Mapping[str, Any]], ts_ns: int) -> Callable[[Any, list[Applied]], None] | None:
+        """The ``event`` audit rows (each event and the anomaly it met) of a joint apply, appended
+        once in its transaction, or None when the audit log is in another database."""
+        joint = self._joint_log
+        if joint is None:
+            return None
+
+        def write(connection: Any, results: list[Applied]) -> None:
+            joint.append_many([AuditEntry(self._actor, "event", _event_payload(record, result), ts_ns)
+                               for record, result in zip(records, results)], connection=connection)
 
         return write
 
@@ -752,11 +803,12 @@ class LiveOMS:
         events: where recorded events are published: ``{"redis_url": ..., "stream": ...}``
             (:class:`amcp.store.event_stream.EventStream` keyword arguments); None publishes nothing.
         max_batch: the most submit calls one group commit takes.
+        send_concurrency: how many of a group commit's callers' requests may be in flight at once.
     """
 
     def __init__(self, broker: Mapping[str, Any], database_url: str, risk: RiskConfig,
                  crash_at: tuple[str, str] | None = None, events: Mapping[str, Any] | None = None,
-                 max_batch: int = 64) -> None:
+                 max_batch: int = 64, send_concurrency: int = 8) -> None:
         from amcp.brokers.alpaca import AlpacaBroker
         from amcp.store.audit import AuditLog
         from amcp.store.event_stream import EventStream
@@ -775,7 +827,7 @@ class LiveOMS:
         self._lock = threading.RLock()
         self.engine = LiveExecutionEngine(AlpacaBroker(**broker), TradingStateStore(database_url),
                                           AuditLog(database_url), RiskEngine(risk), crash_hook=hook,
-                                          publish=publish)
+                                          publish=publish, send_concurrency=send_concurrency)
         self._submits: GroupCommit[tuple[Sequence[SubmitOrder], RiskContext], list[OrderEvent]] = GroupCommit(
             self.engine.submit_many, self._lock, max_batch=max_batch)
         with self._lock:

@@ -357,11 +357,14 @@ class TradingStateStore:
         *,
         submitted_ns: int | None = None,
         audits: Sequence[IntentAudit | None] | None = None,
+        audit_all: Callable[[sa.Connection, list[bool]], object] | None = None,
     ) -> list[bool]:
         """Persist several intents in ONE transaction (a group commit): all are written or none.
 
         Each command is treated as by :meth:`save_intent` (``audits[i]`` is ``command[i]``'s
         audit writer); the one commit makes the batch durable before any of its requests is sent.
+        ``audit_all``, if given, runs once after every row, with the connection and which rows
+        were written: one audit append for the batch (it runs again on a retried attempt).
 
         Returns:
             Per command, ``True`` if its row was written, ``False`` if it was already saved.
@@ -378,8 +381,11 @@ class TradingStateStore:
         rows = [self._intent_row(command, submitted_ns) for command in commands]
 
         def attempt(connection: sa.Connection) -> list[bool]:
-            return [self._insert_intent_row(connection, command, row, audit)
-                    for command, row, audit in zip(commands, rows, audits)]
+            written = [self._insert_intent_row(connection, command, row, audit)
+                       for command, row, audit in zip(commands, rows, audits)]
+            if audit_all is not None:
+                audit_all(connection, written)
+            return written
 
         subject = commands[0].client_order_id if len(commands) == 1 else None
         return self._retrying("save_intent" if subject else f"save_intents ({len(commands)})", subject, attempt)
@@ -506,12 +512,15 @@ class TradingStateStore:
         return self.apply_many([event], audits=[audit])[0]
 
     def apply_many(
-        self, events: Sequence[OrderEvent], *, audits: Sequence[EventAudit | None] | None = None
+        self, events: Sequence[OrderEvent], *, audits: Sequence[EventAudit | None] | None = None,
+        audit_all: Callable[[sa.Connection, list[Applied]], object] | None = None,
     ) -> list[Applied]:
         """Apply several order events, in order, in ONE transaction (a group commit).
 
         Each event is applied as by :meth:`apply` (``audits[i]`` audits ``events[i]``), seeing
         the ones before it; the batch commits together or not at all (a retry re-runs it whole).
+        ``audit_all``, if given, runs once after every event, with the connection and the
+        outcomes: one audit append for the batch.
 
         Raises:
             StoreError: as :meth:`apply`; then none of the events is recorded.
@@ -533,6 +542,8 @@ class TradingStateStore:
                 if audit is not None:
                     audit(connection, applied)
                 results.append(applied)
+            if audit_all is not None:
+                audit_all(connection, results)
             return results
 
         first = events[0]

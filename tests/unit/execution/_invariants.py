@@ -218,12 +218,14 @@ class LiveRig:
         broker_options: extra :class:`AlpacaBroker` keyword arguments (timeouts, retries, sleep).
         publish: the engine's event sink.
         store_options: extra :class:`TradingStateStore` keyword arguments.
+        engine_options: extra :class:`LiveExecutionEngine` keyword arguments.
     """
 
     def __init__(self, server: AlpacaPaperServer, db_url: str, *, check_db_url: str | None = None,
                  broker_url: str | None = None, risk: RiskConfig | None = None,
                  broker_options: Mapping[str, Any] | None = None, publish: Callable[[Any], Any] | None = None,
-                 store_options: Mapping[str, Any] | None = None) -> None:
+                 store_options: Mapping[str, Any] | None = None,
+                 engine_options: Mapping[str, Any] | None = None) -> None:
         self.server = server
         self.now = T0
         options: dict[str, Any] = {"rate_limiter": TokenBucket(600_000, burst=1000), "sleep": lambda s: None,
@@ -234,6 +236,7 @@ class LiveRig:
         self._risk = risk or RiskConfig(duplicate_intent_window_s=0)
         self._publish = publish
         self._store_options = dict(store_options or {})
+        self._engine_options = dict(engine_options or {})
         self.state = TradingStateStore(db_url, **self._store_options)
         self.audit = AuditLog(db_url)
         self.engine = self._new_engine()
@@ -245,7 +248,8 @@ class LiveRig:
 
     def _new_engine(self, hook: Callable[[str], None] | None = None) -> LiveExecutionEngine:
         engine = LiveExecutionEngine(self.broker, self.state, self.audit, RiskEngine(self._risk),
-                                     clock_ns=lambda: self.now, publish=self._publish, crash_hook=hook)
+                                     clock_ns=lambda: self.now, publish=self._publish, crash_hook=hook,
+                                     **self._engine_options)
         self.broker.engine = engine
         return engine
 

@@ -17,7 +17,8 @@ from amcp.domain.enums import DenyReason, OrderStatus
 from amcp.domain.messages import OrderAccepted, OrderDenied, OrderEvent, SubmitOrder
 from amcp.errors import ExecutionError, StoreError
 from amcp.execution.group_commit import GroupCommit
-from amcp.execution.live import LiveOMS
+from amcp.execution.live import LiveExecutionEngine, LiveOMS
+from amcp.risk.engine import RiskEngine
 from serve.alpaca_paper import AlpacaPaperServer
 from tests.unit.execution._invariants import EXACT, KEY, SECRET, T0, LiveRig, bars, broker_orders
 
@@ -198,4 +199,46 @@ def test_the_threaded_service_group_commits_concurrent_submits(tmp_path) -> None
         statuses = {rig.state.order(f"t-{i}").status for i in range(40)}
         assert statuses <= {OrderStatus.NEW, OrderStatus.ACCEPTED, OrderStatus.PENDING_CANCEL, OrderStatus.CANCELED}
         rig.check(settled=False)
+        rig.close()
+
+
+def test_different_callers_requests_overlap_and_each_callers_go_out_in_order(tmp_path) -> None:
+    with AlpacaPaperServer(start_ts_ns=T0, venue_config=EXACT, latency_s=0.05) as server:
+        server.advance(bars(T0, 100.0))
+        rig = LiveRig(server, f"sqlite:///{tmp_path / 'state.sqlite'}", engine_options={"send_concurrency": 4})
+        engine = rig.engine
+        assert engine.start().ok
+        in_flight, peak, sent_order = [0], [0], []
+        lock = threading.Lock()
+        inner_submit = rig.broker.submit
+
+        def submit(command: SubmitOrder) -> list[OrderEvent]:
+            with lock:
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
+                sent_order.append(str(command.client_order_id))
+            try:
+                return inner_submit(command)
+            finally:
+                with lock:
+                    in_flight[0] -= 1
+
+        rig.broker.submit = submit  # type: ignore[method-assign]
+        callers = [[rig.order(f"c{c}-{i}", limit="95") for i in range(3)] for c in range(4)]
+        answers = engine.submit_many([(commands, rig.ctx()) for commands in callers])
+
+        assert peak[0] > 1  # callers overlapped at the broker
+        for c in range(4):  # ...but each caller's orders left in its order
+            mine = [cid for cid in sent_order if cid.startswith(f"c{c}-")]
+            assert mine == [f"c{c}-{i}" for i in range(3)]
+            assert [str(e.client_order_id) for e in answers[c]] == mine
+        rig.check(settled=False)
+        rig.close()
+
+
+def test_send_concurrency_must_be_a_positive_int(tmp_path) -> None:
+    with AlpacaPaperServer(start_ts_ns=T0, venue_config=EXACT) as server:
+        rig = LiveRig(server, f"sqlite:///{tmp_path / 'state.sqlite'}")
+        with pytest.raises(ExecutionError, match="send_concurrency"):
+            LiveExecutionEngine(rig.broker, rig.state, rig.audit, RiskEngine(RiskConfig()), send_concurrency=0)
         rig.close()
