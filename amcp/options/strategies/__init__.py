@@ -37,7 +37,7 @@ from amcp.options.strategies.analytics import (
 )
 from amcp.options.strategies.builder import assemble, build, resolve_expiry
 from amcp.options.strategies.catalog import CATALOG, get_spec, names
-from amcp.options.strategies.margin import MarginRequirement, reg_t_margin
+from amcp.options.strategies.margin import MarginRequirement, cash_secured_put_collateral, reg_t_margin
 
 __all__ = [
     "CATALOG",
@@ -47,6 +47,7 @@ __all__ = [
     "AtmSteps",
     "FromStrike",
     "MarginRequirement",
+    "cash_secured_put_collateral",
     "OptionLeg",
     "OptionLegSpec",
     "ProfitBounds",

@@ -28,8 +28,9 @@ may be applied), i.e. the cash the position ties up.
 
 Simplified or left out: broad-based index options (15 % instead of 20 %), long options with
 more than nine months to expiry (75 % loan value), portfolio margin, maintenance margin,
-house rules, the special box-spread and cash-account rules — a cash-secured put's collateral is
-its strike × multiplier less the premium, which is not what this function returns.
+house rules and the special box-spread rule. In a cash account a short put must be cash-secured
+instead: :func:`cash_secured_put_collateral` gives that cash (strike × multiplier less the
+premium received, per contract).
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ from itertools import combinations
 
 import numpy as np
 
-from amcp.options.strategies._model import OptionLeg, StrategyPosition
+from amcp.domain.enums import OptionRight
+from amcp.options.strategies._model import OptionLeg, StrategyError, StrategyPosition
 
-__all__ = ["MarginRequirement", "reg_t_margin"]
+__all__ = ["MarginRequirement", "cash_secured_put_collateral", "reg_t_margin"]
 
 _NAKED_RATE = 0.20
 _NAKED_MINIMUM = 0.10
@@ -203,3 +205,22 @@ def _cheapest_side(units: list[_Unit], spot: float, multiplier: float) -> _Side:
             if cost < best.requirement:
                 best = _Side(cost, naked, hedged)
     return best
+
+
+def cash_secured_put_collateral(position: StrategyPosition) -> float:
+    """The cash a cash account must hold for a position of short puts only (a cash-secured put):
+    ``Σ |q| · K · m`` less the premium received, ``Σ |q| · p · m``.
+
+    Raises:
+        StrategyError: if the position holds anything but short puts (stock, calls or long puts).
+    """
+    legs = position.option_legs
+    if position.stock is not None or not legs or any(
+            leg.right is not OptionRight.PUT or leg.quantity >= 0 for leg in legs):
+        raise StrategyError(
+            f"{position.spec.name}: only a position of short puts is cash-secured; it holds "
+            f"{', '.join(f'{leg.quantity:+d} {leg.symbol}' for leg in legs) or 'no options'}"
+            f"{' and stock' if position.stock is not None else ''}"
+        )
+    m = position.multiplier
+    return sum(-leg.quantity * (leg.strike - leg.premium) * m for leg in legs)

@@ -12,7 +12,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from amcp.domain.enums import OptionRight
-from amcp.options.strategies import AtmSteps, OptionLegSpec, StrategySpec, assemble, reg_t_margin
+from amcp.options.strategies import (
+    AtmSteps,
+    OptionLegSpec,
+    StrategyError,
+    StrategySpec,
+    assemble,
+    cash_secured_put_collateral,
+    reg_t_margin,
+)
 
 AS_OF = datetime(2024, 3, 1, 10, 0, tzinfo=ZoneInfo("America/New_York"))
 EXPIRY = date(2024, 4, 19)
@@ -152,3 +160,17 @@ def test_diagonal_with_the_long_strike_above_the_short_requires_the_strike_diffe
         position(spec, 100.0, {"K1": 100, "K2": 105}, (4.0, 3.0), far_expiry=EXPIRY + timedelta(days=28))
     )
     assert (margin.requirement, margin.buying_power) == pytest.approx((500.0, 400.0))
+
+
+def test_a_cash_secured_put_holds_the_strike_less_the_premium_in_cash() -> None:
+    # Sell 2 XYZ 50 puts at 1.20, XYZ at 52: 2 × 100 × 50 = 10,000 − premium 2 × 100 × 1.20 = 240
+    # → 9,760 of cash (the Reg-T margin account would need only the naked-put requirement).
+    csp = position("cash_secured_put", 52.0, {"K1": 50}, (1.2,), units=2)
+    assert cash_secured_put_collateral(csp) == pytest.approx(9760.0)
+    assert reg_t_margin(csp).requirement < 9760.0
+
+
+def test_only_short_puts_can_be_cash_secured() -> None:
+    covered = position("covered_call", 52.0, {"K1": 55}, (0.9,), stock_price=52.0)
+    with pytest.raises(StrategyError, match="only a position of short puts"):
+        cash_secured_put_collateral(covered)
