@@ -15,10 +15,13 @@ Its invariants are the issue's: an order is never lost, never duplicated, never 
 - An intent already known to the store is never sent again by :meth:`submit`; re-sending is
   the reconciler's decision, always with the same client order id (which the broker refuses to
   duplicate).
-- Broker events go through :meth:`TradingStateStore.apply`, which refuses duplicates, illegal
-  transitions and overfills (an overfill also halts the symbol), and every event is audited (in
-  the same transaction when the audit log shares the database: an event is recorded only with
-  its audit row).
+- Broker events go through :meth:`TradingStateStore.apply_many`, which refuses duplicates,
+  illegal transitions and overfills (an overfill also halts the symbol), and every event is
+  audited (in the same transaction when the audit log shares the database: an event is recorded
+  only with its audit row). Their commit does not wait for the disk: a crash of the database
+  server or the machine may lose the last few recorded events (whole transactions, never half),
+  and the reconciliation every start runs recovers them from the broker, which keeps them. The
+  intent, which only this process knows, is always flushed to disk before its request.
 - The database down (a PostgreSQL restart): an intent that cannot be persisted is denied
   (``state_unavailable``) and never sent; a broker event that cannot be recorded leaves the
   engine un-reconciled, so nothing more is sent until :meth:`LiveExecutionEngine.reconcile`
@@ -469,7 +472,9 @@ class LiveExecutionEngine:
                     if not (isinstance(event, OrderFilled) and not _recorded_by_reconcile(str(event.trade_id))
                             and self._covered_by_reconcile(event))]
             records = [to_record(event) for event in todo]
-            results = self.state.apply_many(todo, audit_all=self._events_audit(records, now))
+            # the broker's answers and fills can be had again from the broker: their commit does
+            # not wait for the disk (reconciliation recovers what a database crash may lose)
+            results = self.state.apply_many(todo, audit_all=self._events_audit(records, now), durable=False)
         except StoreError as exc:
             self._reconciled = False
             log.error("oms: cannot record %d events (first %s for %s): %s; halted until reconciled",

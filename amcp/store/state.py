@@ -207,6 +207,7 @@ class TradingStateStore:
             detail = f"{type(exc).__name__}: {cause}"
             raise StoreError(f"cannot open trading state at {shown!r}: {detail}") from None
         self._url = parsed
+        self._sqlite = parsed.get_backend_name() == "sqlite"
         self._insert_intent = _insert_if_absent(parsed.get_backend_name())
         self.url: str = parsed.render_as_string(hide_password=True)
 
@@ -275,17 +276,25 @@ class TradingStateStore:
 
     # ------------------------------------------------------------------ transactions
     @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
+    def _write(self, durable: bool = True) -> Iterator[sa.Connection]:
         with self._engine.connect() as connection:
-            connection.execution_options(amcp_write=True)
+            connection.execution_options(amcp_write=True, amcp_durable=durable)
             with connection.begin():
+                if not durable and not self._sqlite:
+                    connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield connection
 
-    def _retrying(self, what: str, client_order_id: str | None, attempt: Callable[[sa.Connection], _T]) -> _T:
-        """Run ``attempt`` in a write transaction, retrying when a concurrent writer got there first."""
+    def _retrying(self, what: str, client_order_id: str | None, attempt: Callable[[sa.Connection], _T],
+                  durable: bool = True) -> _T:
+        """Run ``attempt`` in a write transaction, retrying when a concurrent writer got there first.
+
+        ``durable=False``: the commit returns before the transaction is flushed to disk (PostgreSQL
+        ``synchronous_commit off``, SQLite ``synchronous NORMAL``): a crash of the database server
+        or of the machine (not of this process) may lose it, whole — never half of it.
+        """
         for _ in range(self.max_attempts):
             try:
-                with self._write() as connection:
+                with self._write(durable) as connection:
                     return attempt(connection)
             except (_VersionConflict, sa.exc.IntegrityError):
                 continue  # rolled back; re-read and decide again
@@ -513,14 +522,16 @@ class TradingStateStore:
 
     def apply_many(
         self, events: Sequence[OrderEvent], *, audits: Sequence[EventAudit | None] | None = None,
-        audit_all: Callable[[sa.Connection, list[Applied]], object] | None = None,
+        audit_all: Callable[[sa.Connection, list[Applied]], object] | None = None, durable: bool = True,
     ) -> list[Applied]:
         """Apply several order events, in order, in ONE transaction (a group commit).
 
         Each event is applied as by :meth:`apply` (``audits[i]`` audits ``events[i]``), seeing
         the ones before it; the batch commits together or not at all (a retry re-runs it whole).
         ``audit_all``, if given, runs once after every event, with the connection and the
-        outcomes: one audit append for the batch.
+        outcomes: one audit append for the batch. ``durable=False`` commits without waiting for
+        the disk (see :meth:`_retrying`): for records the broker can give again (its answers and
+        fills), which reconciliation recovers should a database crash lose them.
 
         Raises:
             StoreError: as :meth:`apply`; then none of the events is recorded.
@@ -548,7 +559,7 @@ class TradingStateStore:
 
         first = events[0]
         what = f"apply {type(first).__name__}" if len(events) == 1 else f"apply {len(events)} events"
-        return self._retrying(what, first.client_order_id if len(events) == 1 else None, attempt)
+        return self._retrying(what, first.client_order_id if len(events) == 1 else None, attempt, durable)
 
     def _apply(self, connection: sa.Connection, event: OrderEvent) -> Applied:
         if isinstance(event, OrderLegAccepted):
@@ -912,7 +923,14 @@ def _create_engine(url: sa.URL) -> sa.Engine:
         configure_connection(dbapi_connection)
 
     def on_begin(connection: sa.Connection) -> None:
-        write = connection.get_execution_options().get("amcp_write", False)
+        options = connection.get_execution_options()
+        write = options.get("amcp_write", False)
+        if write:  # a non-durable write skips the fsync of its commit (WAL: the database stays consistent)
+            level = "FULL" if options.get("amcp_durable", True) else "NORMAL"
+            info = connection.connection.info
+            if info.get("amcp_synchronous") != level:
+                connection.exec_driver_sql(f"PRAGMA synchronous={level}")
+                info["amcp_synchronous"] = level
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     sa.event.listen(engine, "connect", on_connect)

@@ -179,7 +179,11 @@ def test_fills_arriving_across_a_postgres_restart_are_recorded_by_reconciliation
     report = rig.engine.reconcile()
     assert report.ok, report.to_dict()
     missed = sum(q for cid, q in quantities.items() if cid != first)
-    assert report.missed_fill_quantity == Decimal(missed)
+    if outage == "stop":  # a clean shutdown flushes every commit
+        assert report.missed_fill_quantity == Decimal(missed)
+    else:  # events commit without waiting for the disk: the killed server may have lost the first
+        # fill too (its whole transaction); reconciliation recovers it from the broker either way
+        assert report.missed_fill_quantity in (Decimal(missed), Decimal(missed + quantities[first]))
     activities = rig.inspector.get("/account/activities/FILL", {})
     for cid, quantity in quantities.items():
         row = rig.engine.state.order(cid)

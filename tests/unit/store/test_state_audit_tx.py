@@ -351,3 +351,33 @@ def test_with_the_audit_log_in_another_database_intent_and_event_are_still_audit
             assert live.audit.verify().ok
         finally:
             live.close()
+
+
+def _commit_settings(store: TradingStateStore) -> list[str]:
+    """What each write transaction of ``store`` asked of the disk, in order: the SQLite
+    ``synchronous`` level set before it, or PostgreSQL's ``synchronous_commit``, read inside it."""
+    seen: list[str] = []
+
+    def before(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+        text = statement.strip().upper()
+        if text.startswith("PRAGMA SYNCHRONOUS=") or text.startswith("SET LOCAL SYNCHRONOUS_COMMIT"):
+            seen.append(text)
+
+    sa.event.listen(store._engine, "before_cursor_execute", before)  # noqa: SLF001 - the store's own engine
+    return seen
+
+
+def test_intents_wait_for_the_disk_and_broker_events_do_not(stores, url: str) -> None:
+    """An intent (known only here) is flushed to disk before its request; the broker's answers,
+    which reconciliation can recover from the broker, commit without waiting."""
+    store, log = stores
+    store.close()  # fresh connections: the first write sets its level explicitly
+    seen = _commit_settings(store)
+    store.save_intents([_command()], submitted_ns=1_500)
+    store.apply_many([_accepted()], durable=False)
+    store.save_intents([_command("c2")], submitted_ns=1_600)
+    if url.startswith("sqlite"):
+        assert seen == ["PRAGMA SYNCHRONOUS=FULL", "PRAGMA SYNCHRONOUS=NORMAL", "PRAGMA SYNCHRONOUS=FULL"]
+    else:
+        assert seen == ["SET LOCAL SYNCHRONOUS_COMMIT TO OFF"]  # only inside the event's transaction
+    assert store.order("c1").status is OrderStatus.NEW and store.order("c2") is not None  # accepted = new
