@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import rankdata
 
 from amcp._typing import FloatArray
 from amcp.errors import DataError
@@ -263,12 +264,8 @@ def cross_sectional(op: CrossSectionalOp, values: FloatArray) -> FloatArray:
     valid = ~np.isnan(x)
     count = valid.sum(axis=1, keepdims=True)
     if op == "rank":
-        out = np.full_like(x, np.nan)
-        for t in range(x.shape[0]):
-            row = valid[t]
-            if row.any():
-                out[t, row] = _average_rank(x[t, row]) / row.sum()
-        return out
+        ranks = rankdata(x, axis=1, nan_policy="omit")  # average ranks of ties; NaN stays NaN
+        return np.where(valid, ranks / np.maximum(count, 1), np.nan)
     mean = np.where(count > 0, np.nansum(x, axis=1, keepdims=True) / np.maximum(count, 1), np.nan)
     if op == "demean":
         return x - mean
@@ -279,21 +276,6 @@ def cross_sectional(op: CrossSectionalOp, values: FloatArray) -> FloatArray:
         ok = (count >= 2) & (std > 0)
         return np.where(ok & valid, (x - mean) / np.where(ok, std, 1.0), np.nan)
     raise DataError(f"unknown cross-sectional op {op!r}")
-
-
-def _average_rank(values: FloatArray) -> FloatArray:
-    """1-based ranks of ``values``, ties sharing their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(1, len(values) + 1, dtype=np.float64)
-    sorted_values = values[order]
-    # average the ranks of tied runs
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    for start, end in zip(starts, ends):
-        if end - start > 1:
-            ranks[order[start:end]] = (start + 1 + end) / 2.0
-    return ranks
 
 
 def names_in(registry: FeatureRegistry, names: Sequence[str]) -> tuple[str, ...]:

@@ -1,0 +1,320 @@
+"""Causal numeric kernels for the technical features: smoothers, rolling windows, safe arithmetic.
+
+Conventions shared by every kernel (see :mod:`amcp.features.technical` for how features use them):
+
+* Output ``t`` depends on inputs ``0..t`` only.
+* A non-finite input (NaN, ±inf) is a *missing* observation.
+* Rolling kernels (``rolling_*``) cover the ``window`` rows ending at ``t``; their value is NaN
+  unless all of those rows are finite (so NaN for ``window`` rows after a gap), except
+  :func:`rolling_nanmean`, which averages the finite rows given a minimum count.
+* Recursive smoothers (:func:`exp_smooth`, :func:`wilder_sum`) skip missing observations: the
+  output is NaN at a missing row and the state carries over to the next finite one.
+* Nothing returns ±inf: divisions by zero give NaN (:func:`safe_div`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from amcp._typing import BoolArray, FloatArray
+
+__all__ = [
+    "exp_smooth",
+    "lag",
+    "rolling_age_of_max",
+    "rolling_age_of_min",
+    "rolling_cov",
+    "rolling_max",
+    "rolling_mean",
+    "rolling_mean_abs_dev",
+    "rolling_min",
+    "rolling_moments",
+    "rolling_nanmean",
+    "rolling_sum",
+    "safe_div",
+    "safe_log",
+    "true_range",
+    "wilder_sum",
+]
+
+_jit = nb.njit(cache=True, nogil=True, error_model="numpy")
+
+
+# ---------------------------------------------------------------------------- recursive smoothers
+
+
+@_jit
+def exp_smooth(x: FloatArray, period: int, alpha: float) -> FloatArray:
+    """Exponential smoothing ``s_t = s_{t-1} + alpha (x_t - s_{t-1})``, seeded by an SMA.
+
+    The seed is the mean of the first ``period`` finite values (TA-Lib's and backtrader's
+    convention); ``alpha = 2/(period+1)`` is the EMA, ``alpha = 1/period`` Wilder's smoothing
+    (SMMA/RMA). Missing inputs are skipped (output NaN there, state kept).
+    """
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    count = 0
+    total = 0.0
+    state = 0.0
+    for t in range(n):
+        value = x[t]
+        if not math.isfinite(value):
+            continue
+        if count < period:
+            total += value
+            count += 1
+            if count == period:
+                state = total / period
+                out[t] = state
+        else:
+            state += alpha * (value - state)
+            out[t] = state
+    return out
+
+
+@_jit
+def wilder_sum(x: FloatArray, period: int) -> FloatArray:
+    """Wilder's running *sum* as TA-Lib computes +DM, −DM and TR for the DMI/ADX family.
+
+    The first ``period - 1`` finite values are summed; from the ``period``-th on,
+    ``S_t = S_{t-1} - S_{t-1}/period + x_t``. Missing inputs are skipped.
+    """
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    count = 0
+    state = 0.0
+    for t in range(n):
+        value = x[t]
+        if not math.isfinite(value):
+            continue
+        if count < period - 1:
+            state += value
+            count += 1
+        else:
+            state = state - state / period + value
+            out[t] = state
+    return out
+
+
+# ---------------------------------------------------------------------------- rolling windows
+
+
+@_jit
+def _full_windows(x: FloatArray, window: int) -> BoolArray:
+    """``ok[t]``: the ``window`` rows ending at ``t`` exist and are all finite."""
+    n = x.shape[0]
+    ok = np.zeros(n, dtype=np.bool_)
+    bad = 0
+    for t in range(n):
+        if not math.isfinite(x[t]):
+            bad += 1
+        if t >= window and not math.isfinite(x[t - window]):
+            bad -= 1
+        if t >= window - 1 and bad == 0:
+            ok[t] = True
+    return ok
+
+
+@_jit
+def rolling_sum(x: FloatArray, window: int) -> FloatArray:
+    """Sum of the ``window`` rows ending at ``t`` (summed afresh each row: no drift)."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    ok = _full_windows(x, window)
+    for t in range(n):
+        if ok[t]:
+            total = 0.0
+            for i in range(t - window + 1, t + 1):
+                total += x[i]
+            out[t] = total
+    return out
+
+
+@_jit
+def rolling_mean(x: FloatArray, window: int) -> FloatArray:
+    """Mean of the ``window`` rows ending at ``t``."""
+    return rolling_sum(x, window) / window
+
+
+@_jit
+def rolling_max(x: FloatArray, window: int) -> FloatArray:
+    """Maximum of the ``window`` rows ending at ``t``."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    ok = _full_windows(x, window)
+    for t in range(n):
+        if ok[t]:
+            best = x[t - window + 1]
+            for i in range(t - window + 2, t + 1):
+                if x[i] > best:
+                    best = x[i]
+            out[t] = best
+    return out
+
+
+@_jit
+def rolling_min(x: FloatArray, window: int) -> FloatArray:
+    """Minimum of the ``window`` rows ending at ``t``."""
+    return -rolling_max(-x, window)
+
+
+@_jit
+def rolling_age_of_max(x: FloatArray, window: int) -> FloatArray:
+    """Bars since the maximum of the ``window`` rows ending at ``t`` (0 = this bar; ties: most recent)."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    ok = _full_windows(x, window)
+    for t in range(n):
+        if ok[t]:
+            best = x[t - window + 1]
+            where = t - window + 1
+            for i in range(t - window + 2, t + 1):
+                if x[i] >= best:
+                    best = x[i]
+                    where = i
+            out[t] = t - where
+    return out
+
+
+@_jit
+def rolling_age_of_min(x: FloatArray, window: int) -> FloatArray:
+    """Bars since the minimum of the ``window`` rows ending at ``t`` (ties: most recent)."""
+    return rolling_age_of_max(-x, window)
+
+
+@_jit
+def rolling_mean_abs_dev(x: FloatArray, window: int) -> FloatArray:
+    """``mean_i |x_i - mean(x)|`` over the ``window`` rows ending at ``t`` (the window's own mean)."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    mean = rolling_mean(x, window)
+    for t in range(n):
+        if math.isfinite(mean[t]):
+            total = 0.0
+            for i in range(t - window + 1, t + 1):
+                total += abs(x[i] - mean[t])
+            out[t] = total / window
+    return out
+
+
+@_jit
+def rolling_moments(x: FloatArray, window: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Mean and the central moments ``m_k = mean((x - mean)^k)``, k = 2, 3, 4, over the window."""
+    n = x.shape[0]
+    m2 = np.full(n, np.nan)
+    m3 = np.full(n, np.nan)
+    m4 = np.full(n, np.nan)
+    mean = rolling_mean(x, window)
+    for t in range(n):
+        if math.isfinite(mean[t]):
+            s2 = 0.0
+            s3 = 0.0
+            s4 = 0.0
+            for i in range(t - window + 1, t + 1):
+                d = x[i] - mean[t]
+                d2 = d * d
+                s2 += d2
+                s3 += d2 * d
+                s4 += d2 * d2
+            m2[t] = s2 / window
+            m3[t] = s3 / window
+            m4[t] = s4 / window
+    return mean, m2, m3, m4
+
+
+@_jit
+def rolling_cov(x: FloatArray, y: FloatArray, window: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Biased (÷ window) covariance of x and y and the variances of each over the rows where both are finite.
+
+    NaN unless all ``window`` rows ending at ``t`` have finite x and y.
+    """
+    n = x.shape[0]
+    cov = np.full(n, np.nan)
+    var_x = np.full(n, np.nan)
+    var_y = np.full(n, np.nan)
+    both = np.zeros(n)
+    for t in range(n):
+        if not (math.isfinite(x[t]) and math.isfinite(y[t])):
+            both[t] = np.nan
+    ok = _full_windows(both, window)
+    for t in range(n):
+        if ok[t]:
+            mx = 0.0
+            my = 0.0
+            for i in range(t - window + 1, t + 1):
+                mx += x[i]
+                my += y[i]
+            mx /= window
+            my /= window
+            sxy = 0.0
+            sxx = 0.0
+            syy = 0.0
+            for i in range(t - window + 1, t + 1):
+                dx = x[i] - mx
+                dy = y[i] - my
+                sxy += dx * dy
+                sxx += dx * dx
+                syy += dy * dy
+            cov[t] = sxy / window
+            var_x[t] = sxx / window
+            var_y[t] = syy / window
+    return cov, var_x, var_y
+
+
+@_jit
+def rolling_nanmean(x: FloatArray, window: int, min_count: int) -> FloatArray:
+    """Mean of the finite rows among the ``window`` rows ending at ``t``; NaN if fewer than ``min_count``."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    for t in range(window - 1, n):
+        total = 0.0
+        count = 0
+        for i in range(t - window + 1, t + 1):
+            if math.isfinite(x[i]):
+                total += x[i]
+                count += 1
+        if count >= min_count and count > 0:
+            out[t] = total / count
+    return out
+
+
+# ---------------------------------------------------------------------------- element-wise helpers
+
+
+def lag(x: FloatArray, periods: int = 1) -> FloatArray:
+    """``x`` shifted ``periods`` rows later (row ``t`` holds ``x[t - periods]``; NaN before)."""
+    out = np.full_like(x, np.nan)
+    if periods < len(x):
+        out[periods:] = x[: len(x) - periods]
+    return out
+
+
+def safe_div(numerator: FloatArray, denominator: FloatArray | float) -> FloatArray:
+    """``numerator / denominator`` with NaN wherever the denominator is 0 or the result is not finite."""
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.broadcast_to(np.asarray(denominator, dtype=np.float64), num.shape)
+    out = np.full(num.shape, np.nan)
+    with np.errstate(invalid="ignore", over="ignore"):
+        np.divide(num, den, out=out, where=den != 0)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def safe_log(x: FloatArray) -> FloatArray:
+    """Natural log of ``x`` where ``x > 0`` and finite; NaN elsewhere."""
+    out = np.full_like(x, np.nan)
+    positive = np.isfinite(x) & (x > 0)
+    np.log(x, out=out, where=positive)
+    return out
+
+
+def true_range(high: FloatArray, low: FloatArray, close: FloatArray) -> FloatArray:
+    """Wilder's true range ``max(H_t, C_{t-1}) - min(L_t, C_{t-1})``.
+
+    NaN on bar 0 and wherever one of the three inputs is NaN.
+    """
+    previous_close = lag(close)
+    return np.maximum(high, previous_close) - np.minimum(low, previous_close)
