@@ -230,8 +230,26 @@ class MovingAverageCrossConfig(_StrategyBase):
         return self
 
 
+class MLSignalConfig(_StrategyBase):
+    """Trade the scores of the signal service: long the best and short the worst, or long-only top-k."""
+
+    kind: Literal["ml_signal"]
+    endpoint: str = Field(
+        "http://127.0.0.1:8000", pattern=r"^(https?://\S+|serve://[A-Za-z0-9_\-]{1,64})$",
+        description="signal service base URL (POST /v1/signals), or serve://<app name> for a Serve handle")
+    timeout_s: float = Field(2.0, gt=0, description="wait this long for scores, then hold positions")
+    history_bars: int = Field(
+        120, ge=1, description="bars per symbol sent (at least the model's history_bars)")
+    rebalance_bars: int = Field(5, ge=1, description="cycles between rebalances")
+    portfolio: Literal["long_short", "long_only"] = "long_short"
+    quantile: float = Field(
+        0.2, gt=0, le=0.5, description="long_short: fraction of scored symbols held each side")
+    top_k: int = Field(5, ge=1, description="long_only: symbols held, each at weight 1 / top_k")
+    min_scored: int = Field(2, ge=1, description="fewer scored symbols than this: hold positions")
+
+
 StrategyConfig = Annotated[
-    MomentumConfig | MeanReversionConfig | MovingAverageCrossConfig, Field(discriminator="kind")
+    MomentumConfig | MeanReversionConfig | MovingAverageCrossConfig | MLSignalConfig, Field(discriminator="kind")
 ]
 
 
@@ -495,7 +513,7 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-_UNION_TAGS = {"momentum", "mean_reversion", "ma_cross", "file", "alpaca"}
+_UNION_TAGS = {"momentum", "mean_reversion", "ma_cross", "ml_signal", "file", "alpaca"}
 
 
 def parse_config(data: Any, model: type[ConfigT], source: str = "<config>") -> ConfigT:

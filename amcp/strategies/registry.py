@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from amcp.config import MeanReversionConfig, MomentumConfig, MovingAverageCrossConfig, StrategyConfig
+from amcp.config import (
+    MeanReversionConfig,
+    MLSignalConfig,
+    MomentumConfig,
+    MovingAverageCrossConfig,
+    StrategyConfig,
+)
 from amcp.errors import ConfigError
 from amcp.strategies.base import Strategy
 from amcp.strategies.ma_cross import MovingAverageCross
 from amcp.strategies.mean_reversion import MeanReversion
+from amcp.strategies.ml_signal import MLSignalStrategy
 from amcp.strategies.momentum import CrossSectionalMomentum
 
 _BUILDERS: dict[type, Callable[..., Strategy]] = {
     MomentumConfig: CrossSectionalMomentum,
     MeanReversionConfig: MeanReversion,
     MovingAverageCrossConfig: MovingAverageCross,
+    MLSignalConfig: MLSignalStrategy,
 }
 
 

@@ -1,0 +1,94 @@
+"""The training job's pieces without Ray: its config, the labelled data set, fits, and scoring on shared folds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from amcp.config import load_config
+from amcp.errors import ConfigError
+from pipelines.train import FitJob, TrainJobConfig, build_training_data, evaluate, fit_and_predict, make_jobs
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_the_default_config_is_valid_cpu_only_and_names_all_six_families() -> None:
+    config = load_config(ROOT / "configs/train.yaml", TrainJobConfig)
+
+    assert sorted(m.family for m in config.models) == ["lightgbm", "lstm", "random_forest", "svm", "transformer",
+                                                      "xgboost"]
+    assert config.ray.task_num_gpus == 0 and not config.ray.use_ray_train and not config.registry.enabled
+    assert all(getattr(m, "device", "cpu") == "cpu" for m in config.models)
+
+
+def test_a_family_listed_twice_is_refused(tmp_path) -> None:
+    raw = yaml.safe_load((ROOT / "configs/train.yaml").read_text())
+    raw["models"].append({"family": "xgboost", "n_estimators": 5})
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(raw))
+
+    with pytest.raises(ConfigError, match="repeated: \\['xgboost'\\]"):
+        load_config(tmp_path / "t.yaml", TrainJobConfig)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """12 symbols × 160 dates of random-walk closes; feature f0 is the next 3-day return plus noise."""
+    rng = np.random.default_rng(3)
+    dates = pd.bdate_range("2020-01-01", periods=160)
+    symbols = tuple(f"S{i:02d}" for i in range(12))
+    close = 100 * np.cumprod(1 + rng.normal(0, 0.01, (160, 12)), axis=0)
+    forward = np.full_like(close, np.nan)
+    forward[:-3] = close[3:] / close[:-3] - 1
+    frame = pd.DataFrame({"date": np.repeat(dates, 12), "symbol": np.tile(symbols, 160),
+                          "f0": (np.nan_to_num(forward) + rng.normal(0, 0.01, close.shape)).ravel(),
+                          "f1": rng.normal(size=close.size)})
+    return build_training_data(frame, feature_names=("f0", "f1"), label_column=None, horizon=3, target="rank",
+                               panel_dates=dates.to_numpy().astype("datetime64[D]"), panel_symbols=symbols,
+                               close=close), close
+
+
+def test_rows_are_labelled_with_their_forward_return_and_trained_on_its_rank(data) -> None:
+    training, close = data
+    row = 12 * 0 + 40  # rows are sorted by (symbol, date): symbol S00, date 40
+
+    assert training.row_symbols[row] == "S00"
+    assert training.label[row] == pytest.approx(close[43, 0] / close[40, 0] - 1)
+    assert np.isnan(training.label[training.position_in_symbol >= 157]).all()
+    known = np.isfinite(training.target)
+    assert training.target[known].min() > -0.5 and training.target[known].max() <= 0.5
+
+
+def test_models_and_baselines_are_scored_on_the_same_folds(data, tmp_path) -> None:
+    training, _ = data
+    config = load_config(ROOT / "configs/train.yaml", TrainJobConfig).model_copy(update={
+        "folds": TrainJobConfig.model_fields["folds"].annotation(n_folds=2, train_size=60, test_size=40, embargo=2),
+        "models": tuple(m for m in load_config(ROOT / "configs/train.yaml", TrainJobConfig).models
+                        if m.family in ("lightgbm", "lstm")),
+    })
+    folds, jobs = make_jobs(training, config)
+    specs = {m.family: m for m in config.models}
+
+    outcomes = [fit_and_predict(training, specs[job.family], job) for job in jobs]
+    board, per_fold, curves, predictions = evaluate(training, jobs, outcomes, config.evaluation)
+
+    assert len(folds) == 2 and all(o.error is None for o in outcomes)
+    assert sorted(board["model"]) == ["lightgbm", "lstm", "momentum", "zero"]
+    scored = per_fold[per_fold["model"] != "zero"]  # a zero signal has no IC on any date
+    assert scored.groupby("fold")["ic_dates"].nunique().tolist() == [1, 1]  # every model: the same test dates
+    assert predictions.groupby("model").size().nunique() == 1
+    assert board.set_index("model").loc["lightgbm", "rank_ic_mean"] > 0.2  # f0 leaks the label by construction
+    assert board.set_index("model").loc["zero", "ls_total_return"] == 0.0
+    assert {len(dates) for dates, _ in curves.values()} == {80}
+
+
+def test_a_failing_fit_is_reported_not_raised(data) -> None:
+    training, _ = data
+    spec = load_config(ROOT / "configs/train.yaml", TrainJobConfig).models[0]
+
+    outcome = fit_and_predict(training, spec, FitJob(spec.family, 0, np.array([0]), np.array([1, 2])))
+
+    assert outcome.model is None and "at least 2 training rows" in outcome.error
