@@ -3,9 +3,12 @@
 Run:
     python -m pipelines.scan --config configs/scan.yaml
 
-Chains come from a vendor end-of-day file (``source.kind: vendor_file``, the historicaloptiondata.com
-layout, read once by the driver and split into one chain per underlying and quote date) or from
-the market-data store (``source.kind: store``, each task reading its own chain). Each Ray task
+Chains are synthetic by default (``source.kind: synthetic``: one arbitrage-free chain per listed
+underlying, built by the driver with :func:`amcp.options.synthetic.synthetic_chain`, so the job
+needs no data), or come from a vendor end-of-day file (``source.kind: vendor_file``, the
+historicaloptiondata.com layout, read once by the driver and split into one chain per underlying
+and quote date; ``configs/scan_vxx.yaml`` scans the VXX sample this way) or from the market-data
+store (``source.kind: store``, each task reading its own chain). Each Ray task
 fits an SVI surface to its chain (:func:`amcp.options.surface.fit_surface`), then runs
 :func:`amcp.options.scanner.scan_chain`: the arbitrage checks over every expiry, the candidate
 ranking over the expiries the surface was fitted to. A progress bar runs on stderr.
@@ -26,13 +29,14 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from amcp.config import RunConfig, StoreConfig, load_config
@@ -67,6 +71,47 @@ class StoreSource(_Model):
     quote_dates: tuple[date, ...] = Field(min_length=1, description="quote dates (New York) to scan")
 
 
+class SyntheticUnderlying(_Model):
+    """One synthetic chain: its underlying and smile (see :func:`amcp.options.synthetic.synthetic_chain`)."""
+
+    symbol: str = Field(pattern=r"^[A-Z0-9.]{1,6}$", description="root symbol, 1-6 upper-case characters")
+    spot: float = Field(gt=0, description="the underlying's price")
+    strike_step: float = Field(gt=0, description="distance between strikes (a multiple of 0.001)")
+    atm_vol: float = Field(0.2, gt=0, description="ATM vol of the shortest expiries (0.2 = 20 %)")
+    skew: float = Field(-0.1, description="ATM slope of vol per unit of log-moneyness (negative: put skew)")
+    curvature: float = Field(2.0, gt=0, description="SSVI φ: how fast the smile turns up away from the money")
+    term: float = Field(0.0, description="ATM vol change per year of time to expiry")
+
+
+_DEFAULT_SYNTHETIC = (
+    SyntheticUnderlying(symbol="SYNA", spot=100.0, strike_step=1.0, atm_vol=0.2, skew=-0.1),
+    SyntheticUnderlying(symbol="SYNB", spot=250.0, strike_step=2.5, atm_vol=0.35, skew=-0.2, term=-0.05),
+    SyntheticUnderlying(symbol="SYNC", spot=40.0, strike_step=0.5, atm_vol=0.6, skew=0.05, curvature=1.5),
+)
+
+
+class SyntheticSource(_Model):
+    """Arbitrage-free synthetic chains, one per underlying, priced on an SSVI smile: no data needed.
+
+    Rate and dividend yield come from ``market``; underlying ``i`` draws its open interest and
+    volume with seed ``seed + i``.
+    """
+
+    kind: Literal["synthetic"] = "synthetic"
+    as_of: AwareDatetime = Field(datetime(2024, 1, 2, 15, 0, tzinfo=timezone.utc),
+                                 description="quote time of every chain (timezone-aware)")
+    underlyings: tuple[SyntheticUnderlying, ...] = Field(_DEFAULT_SYNTHETIC, min_length=1,
+                                                         description="one chain per entry")
+    expiries_days: tuple[int, ...] = Field((7, 14, 30, 60, 91, 182), min_length=1,
+                                           description="calendar days from the quote date to each expiry")
+    strike_width: float = Field(0.3, gt=0, lt=1, description="strikes within spot·(1 ± strike_width)")
+    half_spread_abs: float = Field(0.01, ge=0, description="fixed part of the half bid-ask spread")
+    half_spread_rel: float = Field(0.01, ge=0, description="part of the half spread proportional to the mid")
+    open_interest: float = Field(500.0, ge=0, description="mean open interest per contract")
+    volume: float = Field(50.0, ge=0, description="mean day volume per contract")
+    seed: int = Field(0, ge=0, description="seed of the open-interest and volume draws")
+
+
 class MarketConfig(_Model):
     """What the sources do not carry, given to every chain."""
 
@@ -98,7 +143,8 @@ class ScanJobConfig(_Model):
 
     kind: Literal["scan"] = "scan"
     run: RunConfig = RunConfig(name="scan")
-    source: Annotated[VendorFileSource | StoreSource, Field(discriminator="kind")]
+    source: Annotated[SyntheticSource | VendorFileSource | StoreSource, Field(discriminator="kind")] = \
+        SyntheticSource()
     market: MarketConfig = MarketConfig()
     surface: SurfaceFitConfig = SurfaceFitConfig()
     scanner: ScannerConfig = ScannerConfig()
@@ -179,11 +225,34 @@ def _vendor_chains(source: VendorFileSource, market: MarketConfig) -> dict[tuple
     return {key: chains[key] for key in keys}
 
 
+def _synthetic_chains(source: SyntheticSource, market: MarketConfig) -> dict[tuple[str, date], OptionChain]:
+    from amcp.options.synthetic import synthetic_chain
+
+    quote_date = source.as_of.astimezone(ZoneInfo("America/New_York")).date()
+    symbols = [u.symbol for u in source.underlyings]
+    if len(set(symbols)) != len(symbols):
+        raise DataError(f"source.underlyings: each symbol may appear once, got {symbols}")
+    chains = {}
+    for index, u in enumerate(source.underlyings):
+        try:
+            chains[(u.symbol, quote_date)] = synthetic_chain(
+                underlying=u.symbol, as_of=source.as_of, spot=u.spot, strike_step=u.strike_step, rate=market.rate,
+                div_yield=market.div_yield, expiries_days=source.expiries_days, strike_width=source.strike_width,
+                atm_vol=u.atm_vol, skew=u.skew, curvature=u.curvature, term=u.term,
+                half_spread_abs=source.half_spread_abs, half_spread_rel=source.half_spread_rel,
+                open_interest=source.open_interest, volume=source.volume, seed=source.seed + index)
+        except DataError as exc:
+            raise DataError(f"source.underlyings[{index}] ({u.symbol}): {exc}") from None
+    return chains
+
+
 def _run_tasks(ray: Any, config: ScanJobConfig, quiet: bool) -> list[ChainScanned]:
     task = ray.remote(num_cpus=config.ray.task_num_cpus, max_retries=0)(_scan_task)
     source = config.source
     jobs: list[tuple[tuple[str, date], Any, dict[str, Any] | None]] = []
-    if isinstance(source, VendorFileSource):
+    if isinstance(source, SyntheticSource):
+        jobs = [(key, chain, None) for key, chain in _synthetic_chains(source, config.market).items()]
+    elif isinstance(source, VendorFileSource):
         jobs = [(key, chain, None) for key, chain in _vendor_chains(source, config.market).items()]
     else:
         store_args = {"url": source.store.url, "options": source.store.storage_options()}

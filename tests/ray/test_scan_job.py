@@ -1,4 +1,5 @@
-"""The scan job end to end on Ray: VXX chains from a vendor file and from the store, one task per chain."""
+"""The scan job end to end on Ray: synthetic chains from the default config, VXX chains from a vendor file
+and from the store, one task per chain."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from pipelines import scan
-from tests.conftest import SHARED_DATA, require
+from tests.conftest import ROOT, SHARED_DATA, require
 
 VXX = SHARED_DATA / "options" / "vxx_chains_2016-12.parquet"
 DATES = ("12/01/2016", "12/02/2016")
@@ -45,6 +46,23 @@ def _config(tmp_path, source: dict) -> dict:
         "ray": {"task_num_cpus": 0.5, "max_tasks_in_flight": 2},
         "output": {"format": "csv", "top": 3},
     }
+
+
+def test_the_default_config_scans_synthetic_chains_without_data_and_finds_no_arbitrage(ray_local, tmp_path,
+                                                                                       capsys) -> None:
+    default = ROOT / "configs" / "scan.yaml"
+    underlyings = [u["symbol"] for u in yaml.safe_load(default.read_text())["source"]["underlyings"]]
+    code = scan.main(["--config", str(default), "--output-dir", str(tmp_path / "runs"), "--quiet"])
+    summary = json.loads([line for line in capsys.readouterr().out.splitlines() if line.strip()][-1])
+    assert code == 0 and summary["ok"], summary
+    assert summary["source"] == "synthetic"
+    assert summary["chains"] == summary["chains_scanned"] == len(underlyings) and summary["failures"] == []
+    assert summary["violations"] == 0 and summary["violations_by_kind"] == {}
+    assert summary["candidates_evaluated"] == sum(summary["candidates_by_structure"].values()) > 0
+    chains = pd.read_csv(summary["files"]["chains"])
+    assert sorted(chains["underlying"]) == sorted(underlyings)
+    assert (chains["fitted_expiries"] > 0).all() and chains["surface_arbitrage_free"].all()
+    assert set(pd.read_parquet(summary["files"]["candidates"])["underlying"]) == set(underlyings)
 
 
 def test_the_scan_job_scans_every_chain_of_a_vendor_file_and_writes_its_tables(ray_local, tmp_path, capsys,
