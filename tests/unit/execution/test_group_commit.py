@@ -3,7 +3,9 @@ threaded OMS service — every guarantee of the one-at-a-time path holds per int
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -200,6 +202,41 @@ def test_the_threaded_service_group_commits_concurrent_submits(tmp_path) -> None
         assert statuses <= {OrderStatus.NEW, OrderStatus.ACCEPTED, OrderStatus.PENDING_CANCEL, OrderStatus.CANCELED}
         rig.check(settled=False)
         rig.close()
+
+
+def test_the_actor_process_collects_then_freezes_the_heap_it_built(tmp_path) -> None:
+    """The OMS actor's class ends construction with a full collection and ``gc.freeze()``: the
+    engine it built is out of the collector's scans, and garbage made before is not kept."""
+    from actors.live_oms import LiveOMSProcess
+
+    class Cycle:
+        me: Any
+
+    assert gc.get_freeze_count() == 0
+    gc.disable()  # only the constructor's own collection may free the cycle
+    try:
+        garbage = Cycle()
+        garbage.me = garbage
+        cycle = weakref.ref(garbage)
+        del garbage
+        with AlpacaPaperServer(start_ts_ns=T0, venue_config=EXACT, api_key=KEY, secret_key=SECRET) as server:
+            server.advance(bars(T0, 100.0))
+            oms = LiveOMSProcess({"api_key": KEY, "secret_key": SECRET, "url_override": server.url},
+                                 f"sqlite:///{tmp_path / 'state.sqlite'}", RiskConfig())
+            try:
+                frozen = gc.get_freeze_count()
+                engine_scanned = any(o is oms.engine for o in gc.get_objects())
+            finally:
+                gc.unfreeze()
+                oms.engine.state.close()
+                oms.engine.audit.close()
+            assert oms.reconcile_report()["ok"]
+    finally:
+        gc.enable()
+
+    assert cycle() is None
+    assert frozen > 0 and not engine_scanned
+    assert any(o is oms.engine for o in gc.get_objects())  # unfrozen: scanned again
 
 
 def test_different_callers_requests_overlap_and_each_callers_go_out_in_order(tmp_path) -> None:
