@@ -92,3 +92,34 @@ def test_a_failing_fit_is_reported_not_raised(data) -> None:
     outcome = fit_and_predict(training, spec, FitJob(spec.family, 0, np.array([0]), np.array([1, 2])))
 
     assert outcome.model is None and "at least 2 training rows" in outcome.error
+
+
+def _label_leak_config(tmp_path: Path, columns: list[str]) -> TrainJobConfig:
+    """configs/train.yaml on a two-symbol feature set holding a feature and a look-ahead label."""
+    from amcp.features.store import write_features
+
+    dates = pd.bdate_range("2015-01-02", periods=30)
+    frame = pd.DataFrame({"date": np.repeat(dates, 2), "symbol": np.tile(["AAPL", "MSFT"], 30),
+                          "f0": np.arange(60, dtype=float), "label_fwd_ret_5": np.linspace(-0.1, 0.1, 60)})
+    write_features(str(tmp_path / "features"), frame)
+    raw = yaml.safe_load((ROOT / "configs/train.yaml").read_text())
+    raw["features"].update(root=str(tmp_path / "features"), columns=columns)
+    raw["data"].update(path=str(ROOT / raw["data"]["path"]), symbols=["AAPL", "MSFT"], start="2015-01-02",
+                       end="2015-02-12")
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(raw))
+    return load_config(tmp_path / "t.yaml", TrainJobConfig)
+
+
+def test_label_columns_of_the_feature_set_are_never_features(tmp_path) -> None:
+    from pipelines.train import load_inputs
+
+    training = load_inputs(_label_leak_config(tmp_path, []))
+
+    assert training.feature_names == ("f0",)  # label_fwd_ret_5 is in the set but looks ahead
+
+
+def test_naming_a_label_column_as_a_feature_is_refused(tmp_path) -> None:
+    from pipelines.train import load_inputs
+
+    with pytest.raises(ConfigError, match="label_fwd_ret_5.*are labels"):
+        load_inputs(_label_leak_config(tmp_path, ["f0", "label_fwd_ret_5"]))
