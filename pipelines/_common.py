@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,23 +57,6 @@ def guarded(job: Callable[[], int]) -> int:
         return job()
     except AmcpError as exc:
         return fail(str(exc), getattr(exc, "exit_code", EXIT_BAD_INPUT))
-
-
-def connect_ray(address: str | None, namespace: str) -> bool:
-    """Connect to ``address``/RAY_ADDRESS or start a local Ray; return whether we started it."""
-    import ray
-
-    target = address or os.environ.get("RAY_ADDRESS") or None
-    if ray.is_initialized():
-        return False
-    ray.init(
-        address=target,
-        namespace=namespace,
-        include_dashboard=False if target is None else None,
-        log_to_driver=True,
-        configure_logging=False,
-    )
-    return target is None
 
 
 def new_run_id(name: str) -> str:

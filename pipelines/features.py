@@ -4,7 +4,7 @@ Run:
     python -m pipelines.features --config configs/features.yaml
 
 Reads the configured daily bars (a Parquet file or the market-data store, checked and repaired
-by :func:`amcp.data.bars.load_daily_bars`), builds the market proxy (:func:`equal_weight_index`,
+by :func:`amcp.data.bars.load_daily_bars`), builds the market proxy (:func:`amcp.features.market.equal_weight_index`,
 point in time), then computes the series features of :func:`amcp.features.default_registry` per
 symbol as Ray tasks (``ray.symbols_per_task`` symbols each; the bars are put in the object store
 once), the cross-sectional features per date on the driver, and the forward-return labels
@@ -32,13 +32,15 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
+from actors.cluster import connect_ray
 from amcp._typing import FloatArray, IntArray
 from amcp.config import DataConfig, RunConfig, StoreConfig, load_config
 from amcp.data.bars import BarPanel, load_daily_bars
 from amcp.errors import AmcpError
 from amcp.features.labels import forward_returns
+from amcp.features.market import equal_weight_index
 from amcp.features.registry import FeatureRegistry, SeriesInputs, names_in
-from pipelines._common import connect_ray, guarded, new_run_id
+from pipelines._common import guarded, new_run_id
 
 LABEL_PREFIX = "label_fwd_ret_"
 
@@ -96,22 +98,6 @@ class FeaturesJobConfig(_Model):
 
 
 # --------------------------------------------------------------------------- pure parts
-
-
-def equal_weight_index(close: FloatArray) -> FloatArray:
-    """An equal-weighted close index of a dates × symbols panel, point in time.
-
-    ``I_0 = 1``; ``I_t = I_{t-1} · (1 + mean_i(close[t, i] / close[t-1, i] − 1))`` over the symbols
-    with a usable (finite, positive) close on both ``t − 1`` and ``t``; ``I_t = I_{t-1}`` on a date
-    where there is none. ``I_t`` uses dates ``t − 1`` and ``t`` only (rebalanced daily to equal
-    weights; a symbol enters the day after its first bar).
-    """
-    price = np.asarray(close, dtype=np.float64)
-    usable = np.where(np.isfinite(price) & (price > 0), price, np.nan)
-    returns = usable[1:] / usable[:-1] - 1.0
-    count = np.isfinite(returns).sum(axis=1)
-    mean = np.where(count > 0, np.nansum(returns, axis=1) / np.maximum(count, 1), 0.0)
-    return np.concatenate([[1.0], np.cumprod(1.0 + mean)])
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from actors.cluster import connect_ray
 from amcp.config import AlpacaSourceConfig, FileSourceConfig, IngestConfig, load_config
 from amcp.data.ingest import (
     IngestCheckpoint,
@@ -45,7 +46,7 @@ from amcp.data.ingest import (
     summarize,
 )
 from amcp.errors import ConfigError
-from pipelines._common import connect_ray, guarded, new_run_id
+from pipelines._common import guarded, new_run_id
 
 EXIT_PARTIAL = 1
 

@@ -30,20 +30,21 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from zoneinfo import ZoneInfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from actors.cluster import connect_ray
 from amcp.config import RunConfig, StoreConfig, load_config
 from amcp.errors import AmcpError, DataError
 from amcp.options.chain import OptionChain
 from amcp.options.scanner import ChainScan, ScannerConfig, scan_chain
-from pipelines._common import connect_ray, guarded, new_run_id
+from pipelines._common import guarded, new_run_id
 
 EXIT_PARTIAL = 1
 

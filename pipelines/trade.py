@@ -36,8 +36,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from actors.cluster import connect_ray
 from amcp.config import TradeConfig
-from pipelines._common import connect_ray, finish, guarded, load_config_and_data, new_run_id, parse_args
+from pipelines._common import finish, guarded, load_config_and_data, new_run_id, parse_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         import ray
 
+        from actors.credentials import stop_credential_vault
         from actors.orchestrator import (
             drive_orchestrator,
             get_or_create_orchestrator,
@@ -61,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
             start_run_credentials,
             stop_paper_server,
         )
-        from actors.credentials import stop_credential_vault
         from amcp.engine.cycle import CycleReport
         from amcp.engine.recorder import RunRecorder
 

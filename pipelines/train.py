@@ -47,6 +47,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
+from actors.cluster import connect_ray
 from amcp._typing import FloatArray, IntArray
 from amcp.config import DataConfig, RunConfig, load_config
 from amcp.errors import AmcpError, ConfigError, DataError
@@ -62,7 +63,7 @@ from amcp.models.evaluate import (
 from amcp.models.metrics import signal_metrics
 from amcp.models.sequence import LSTMParams, TransformerParams
 from amcp.models.tabular import LightGBMParams, RandomForestParams, SupportVectorParams, XGBoostParams
-from pipelines._common import connect_ray, guarded, new_run_id
+from pipelines._common import guarded, new_run_id
 
 EXIT_PARTIAL = 1
 TORCH_FAMILIES = frozenset({"lstm", "transformer"})

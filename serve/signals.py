@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
     except AmcpError as exc:
         print(exc, file=sys.stderr)
         return 2
-    from pipelines._common import connect_ray
+    from actors.cluster import connect_ray
 
     connect_ray(config.ray_address, config.namespace)
     serve.start(http_options={"host": config.http_host, "port": config.http_port})

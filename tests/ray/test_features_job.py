@@ -15,6 +15,7 @@ import yaml
 from amcp.config import DataConfig
 from amcp.data.bars import load_daily_bars
 from amcp.features import default_registry
+from amcp.features.market import equal_weight_index
 from amcp.features.registry import SeriesInputs, cross_sectional
 from amcp.features.store import read_features, read_manifest
 from pipelines import features as job
@@ -73,7 +74,7 @@ def test_every_series_feature_recomputed_in_process_equals_the_stored_one(stored
     panel, _ = load_daily_bars(DataConfig(**DATA))
     registry = default_registry()
     column = panel.index_of("MSFT")
-    market = job.equal_weight_index(panel.close)
+    market = equal_weight_index(panel.close)
     inputs = SeriesInputs(panel.dates, panel.open[:, column], panel.high[:, column], panel.low[:, column],
                           panel.close[:, column], panel.volume[:, column], np.full(len(panel), np.nan), market)
 
@@ -112,14 +113,3 @@ def test_a_config_with_an_unknown_feature_exits_2_naming_it(ray_local, tmp_path,
     code, summary = _run(tmp_path, config, capsys)
 
     assert code == 2 and not summary["ok"] and "no_such_feature" in summary["error"]
-
-
-def test_the_equal_weight_index_compounds_the_mean_return_of_symbols_trading_on_both_days() -> None:
-    close = np.array([[10.0, np.nan, 5.0],
-                      [11.0, 20.0, 5.0],
-                      [11.0, 22.0, np.nan],
-                      [np.nan, np.nan, np.nan]])
-
-    index = job.equal_weight_index(close)
-
-    np.testing.assert_allclose(index, [1.0, 1.05, 1.05 * 1.05, 1.05 * 1.05])
