@@ -143,11 +143,7 @@ class MarketDataStore:
             raise StoreError(f"MarketDataStore: url must be a non-empty path or fsspec URL (got {url!r})")
         if max_workers is not None and max_workers < 1:
             raise StoreError(f"MarketDataStore: max_workers must be at least 1 (got {max_workers})")
-        options = {"use_listings_cache": False, **dict(storage_options or {})}
-        try:
-            fs, root = fsspec.core.url_to_fs(url, **options)
-        except (ValueError, TypeError, ImportError) as exc:
-            raise StoreError(f"MarketDataStore: cannot open {url!r}: {exc}") from exc
+        fs, root = open_filesystem(url, storage_options, owner="MarketDataStore")
         self.url = url
         self._fs: fsspec.AbstractFileSystem = fs
         self._root = f"{root.rstrip('/')}/{DATASETS_FOLDER}"
@@ -599,6 +595,26 @@ class MarketDataStore:
 
 
 # ---------------------------------------------------------------------- validation
+
+
+def open_filesystem(
+    url: str, storage_options: Mapping[str, Any] | None, *, owner: str
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and protocol-free root path of ``url`` (a folder or fsspec URL),
+    with listings never cached (other writers are seen at once) — how every amcp store opens its
+    root (market data, features, models).
+
+    Raises:
+        StoreError: naming ``owner`` when the URL is empty, names no known filesystem, or its
+            options are invalid.
+    """
+    if not isinstance(url, str) or not url:
+        raise StoreError(f"{owner}: the root must be a non-empty path or fsspec URL (got {url!r})")
+    options = {"use_listings_cache": False, **dict(storage_options or {})}
+    try:
+        return fsspec.core.url_to_fs(url, **options)
+    except (ValueError, TypeError, ImportError) as exc:
+        raise StoreError(f"{owner}: cannot open {url!r}: {exc}") from exc
 
 
 def conform(kind: DatasetKind, data: pa.Table | pd.DataFrame) -> pa.Table:

@@ -44,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from amcp.data.store import open_filesystem
 from amcp.errors import DataError, StoreError
 from amcp.features.registry import FeatureRegistry
 
@@ -359,14 +360,8 @@ def _docs(features: tuple[str, ...], registry: FeatureRegistry, label_docs: Mapp
 
 
 def _filesystem(root: str, storage_options: Mapping[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem and root path (without protocol) of ``root``, as MarketDataStore opens them."""
-    if not isinstance(root, str) or not root:
-        raise StoreError(f"feature store: root must be a non-empty path or fsspec URL, got {root!r}")
-    options = {"use_listings_cache": False, **dict(storage_options or {})}
-    try:
-        fs, path = fsspec.core.url_to_fs(root, **options)
-    except (ValueError, TypeError, ImportError) as exc:
-        raise StoreError(f"feature store: cannot open {root!r}: {exc}") from exc
+    """The fsspec filesystem and root path (without protocol) of ``root``, as every store opens it."""
+    fs, path = open_filesystem(root, storage_options, owner="feature store")
     return fs, path.rstrip("/")
 
 

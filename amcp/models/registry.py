@@ -55,6 +55,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from amcp.data.store import open_filesystem
+from amcp.errors import StoreError
 from amcp.models.base import ModelError, SignalModel, load_model
 
 __all__ = [
@@ -205,13 +207,10 @@ class ModelRegistry:
         storage_options: Mapping[str, Any] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if not isinstance(root, str) or not root:
-            raise RegistryError(f"ModelRegistry: root must be a non-empty path or fsspec URL (got {root!r})")
-        options = {"use_listings_cache": False, **dict(storage_options or {})}
         try:
-            fs, path = fsspec.core.url_to_fs(root, **options)
-        except (ValueError, TypeError, ImportError) as exc:
-            raise RegistryError(f"ModelRegistry: cannot open {root!r}: {exc}") from exc
+            fs, path = open_filesystem(root, storage_options, owner="ModelRegistry")
+        except StoreError as exc:
+            raise RegistryError(str(exc)) from exc
         self.root = root
         self._fs: fsspec.AbstractFileSystem = fs
         self._path = path.rstrip("/")
