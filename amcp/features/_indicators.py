@@ -6,7 +6,9 @@ Conventions shared by every kernel (see :mod:`amcp.features.technical` for how f
 * A non-finite input (NaN, ±inf) is a *missing* observation.
 * Rolling kernels (``rolling_*``) cover the ``window`` rows ending at ``t``; their value is NaN
   unless all of those rows are finite (so NaN for ``window`` rows after a gap), except
-  :func:`rolling_nanmean`, which averages the finite rows given a minimum count.
+  :func:`rolling_nanmean`, which averages the finite rows given a minimum count. Plain sums,
+  means and extremes come from :mod:`amcp.features._rolling`, which shares this convention; the
+  kernels here build on its means and extremes.
 * Recursive smoothers (:func:`exp_smooth`, :func:`wilder_sum`) skip missing observations: the
   output is NaN at a missing row and the state carries over to the next finite one.
 * Nothing returns ±inf: divisions by zero give NaN (:func:`safe_div`).
@@ -19,7 +21,8 @@ import math
 import numba as nb
 import numpy as np
 
-from amcp._typing import BoolArray, FloatArray
+from amcp._typing import FloatArray
+from amcp.features._rolling import rolling_max, rolling_mean, rolling_min
 
 __all__ = [
     "exp_smooth",
@@ -27,13 +30,9 @@ __all__ = [
     "rolling_age_of_max",
     "rolling_age_of_min",
     "rolling_cov",
-    "rolling_max",
-    "rolling_mean",
     "rolling_mean_abs_dev",
-    "rolling_min",
     "rolling_moments",
     "rolling_nanmean",
-    "rolling_sum",
     "safe_div",
     "safe_log",
     "true_range",
@@ -102,95 +101,43 @@ def wilder_sum(x: FloatArray, period: int) -> FloatArray:
 # ---------------------------------------------------------------------------- rolling windows
 
 
-@_jit
-def _full_windows(x: FloatArray, window: int) -> BoolArray:
-    """``ok[t]``: the ``window`` rows ending at ``t`` exist and are all finite."""
-    n = x.shape[0]
-    ok = np.zeros(n, dtype=np.bool_)
-    bad = 0
-    for t in range(n):
-        if not math.isfinite(x[t]):
-            bad += 1
-        if t >= window and not math.isfinite(x[t - window]):
-            bad -= 1
-        if t >= window - 1 and bad == 0:
-            ok[t] = True
-    return ok
-
-
-@_jit
-def rolling_sum(x: FloatArray, window: int) -> FloatArray:
-    """Sum of the ``window`` rows ending at ``t`` (summed afresh each row: no drift)."""
-    n = x.shape[0]
-    out = np.full(n, np.nan)
-    ok = _full_windows(x, window)
-    for t in range(n):
-        if ok[t]:
-            total = 0.0
-            for i in range(t - window + 1, t + 1):
-                total += x[i]
-            out[t] = total
-    return out
-
-
-@_jit
-def rolling_mean(x: FloatArray, window: int) -> FloatArray:
-    """Mean of the ``window`` rows ending at ``t``."""
-    return rolling_sum(x, window) / window
-
-
-@_jit
-def rolling_max(x: FloatArray, window: int) -> FloatArray:
-    """Maximum of the ``window`` rows ending at ``t``."""
-    n = x.shape[0]
-    out = np.full(n, np.nan)
-    ok = _full_windows(x, window)
-    for t in range(n):
-        if ok[t]:
-            best = x[t - window + 1]
-            for i in range(t - window + 2, t + 1):
-                if x[i] > best:
-                    best = x[i]
-            out[t] = best
-    return out
-
-
-@_jit
-def rolling_min(x: FloatArray, window: int) -> FloatArray:
-    """Minimum of the ``window`` rows ending at ``t``."""
-    return -rolling_max(-x, window)
-
-
-@_jit
 def rolling_age_of_max(x: FloatArray, window: int) -> FloatArray:
-    """Bars since the maximum of the ``window`` rows ending at ``t`` (0 = this bar; ties: most recent)."""
-    n = x.shape[0]
-    out = np.full(n, np.nan)
-    ok = _full_windows(x, window)
-    for t in range(n):
-        if ok[t]:
-            best = x[t - window + 1]
-            where = t - window + 1
-            for i in range(t - window + 2, t + 1):
-                if x[i] >= best:
-                    best = x[i]
-                    where = i
-            out[t] = t - where
-    return out
+    """Bars since the maximum of the ``window`` rows ending at ``t`` (0 = this bar; ties: most recent).
+
+    Kept beside :func:`amcp.features._rolling.rolling_argmax`, which resolves ties to the oldest bar:
+    on equal highs ``window - argmax`` would differ from TA-Lib's Aroon.
+    """
+    return _age_of_extreme_nb(x, rolling_max(x, window), window)
 
 
-@_jit
 def rolling_age_of_min(x: FloatArray, window: int) -> FloatArray:
     """Bars since the minimum of the ``window`` rows ending at ``t`` (ties: most recent)."""
-    return rolling_age_of_max(-x, window)
+    return _age_of_extreme_nb(x, rolling_min(x, window), window)
 
 
 @_jit
-def rolling_mean_abs_dev(x: FloatArray, window: int) -> FloatArray:
-    """``mean_i |x_i - mean(x)|`` over the ``window`` rows ending at ``t`` (the window's own mean)."""
+def _age_of_extreme_nb(x: FloatArray, extreme: FloatArray, window: int) -> FloatArray:
+    """``t - i`` for the latest ``i`` in the window with ``x[i] == extreme[t]``; NaN where ``extreme`` is."""
     n = x.shape[0]
     out = np.full(n, np.nan)
-    mean = rolling_mean(x, window)
+    for t in range(n):
+        if math.isfinite(extreme[t]):
+            for i in range(t, t - window, -1):
+                if x[i] == extreme[t]:
+                    out[t] = t - i
+                    break
+    return out
+
+
+def rolling_mean_abs_dev(x: FloatArray, window: int) -> FloatArray:
+    """``mean_i |x_i - mean(x)|`` over the ``window`` rows ending at ``t`` (the window's own mean)."""
+    return _mean_abs_dev_nb(x, rolling_mean(x, window), window)
+
+
+@_jit
+def _mean_abs_dev_nb(x: FloatArray, mean: FloatArray, window: int) -> FloatArray:
+    n = x.shape[0]
+    out = np.full(n, np.nan)
     for t in range(n):
         if math.isfinite(mean[t]):
             total = 0.0
@@ -200,14 +147,20 @@ def rolling_mean_abs_dev(x: FloatArray, window: int) -> FloatArray:
     return out
 
 
-@_jit
 def rolling_moments(x: FloatArray, window: int) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Mean and the central moments ``m_k = mean((x - mean)^k)``, k = 2, 3, 4, over the window."""
+    mean = rolling_mean(x, window)
+    m2, m3, m4 = _central_moments_nb(x, mean, window)
+    return mean, m2, m3, m4
+
+
+@_jit
+def _central_moments_nb(x: FloatArray, mean: FloatArray,
+                        window: int) -> tuple[FloatArray, FloatArray, FloatArray]:
     n = x.shape[0]
     m2 = np.full(n, np.nan)
     m3 = np.full(n, np.nan)
     m4 = np.full(n, np.nan)
-    mean = rolling_mean(x, window)
     for t in range(n):
         if math.isfinite(mean[t]):
             s2 = 0.0
@@ -222,39 +175,35 @@ def rolling_moments(x: FloatArray, window: int) -> tuple[FloatArray, FloatArray,
             m2[t] = s2 / window
             m3[t] = s3 / window
             m4[t] = s4 / window
-    return mean, m2, m3, m4
+    return m2, m3, m4
 
 
-@_jit
 def rolling_cov(x: FloatArray, y: FloatArray, window: int) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Biased (÷ window) covariance of x and y and the variances of each over the rows where both are finite.
 
     NaN unless all ``window`` rows ending at ``t`` have finite x and y.
     """
+    both = np.isfinite(x) & np.isfinite(y)
+    mean_x = rolling_mean(np.where(both, x, np.nan), window)
+    mean_y = rolling_mean(np.where(both, y, np.nan), window)
+    return _covariance_nb(x, y, mean_x, mean_y, window)
+
+
+@_jit
+def _covariance_nb(x: FloatArray, y: FloatArray, mean_x: FloatArray, mean_y: FloatArray,
+                   window: int) -> tuple[FloatArray, FloatArray, FloatArray]:
     n = x.shape[0]
     cov = np.full(n, np.nan)
     var_x = np.full(n, np.nan)
     var_y = np.full(n, np.nan)
-    both = np.zeros(n)
     for t in range(n):
-        if not (math.isfinite(x[t]) and math.isfinite(y[t])):
-            both[t] = np.nan
-    ok = _full_windows(both, window)
-    for t in range(n):
-        if ok[t]:
-            mx = 0.0
-            my = 0.0
-            for i in range(t - window + 1, t + 1):
-                mx += x[i]
-                my += y[i]
-            mx /= window
-            my /= window
+        if not math.isnan(mean_x[t]):  # NaN exactly when a row of the window lacks x or y
             sxy = 0.0
             sxx = 0.0
             syy = 0.0
             for i in range(t - window + 1, t + 1):
-                dx = x[i] - mx
-                dy = y[i] - my
+                dx = x[i] - mean_x[t]
+                dy = y[i] - mean_y[t]
                 sxy += dx * dy
                 sxx += dx * dx
                 syy += dy * dy

@@ -35,18 +35,15 @@ from amcp.features._indicators import (
     rolling_age_of_max,
     rolling_age_of_min,
     rolling_cov,
-    rolling_max,
-    rolling_mean,
     rolling_mean_abs_dev,
-    rolling_min,
     rolling_moments,
     rolling_nanmean,
-    rolling_sum,
     safe_div,
     safe_log,
     true_range,
     wilder_sum,
 )
+from amcp.features._rolling import rolling_max, rolling_mean, rolling_min, rolling_sum
 from amcp.features.registry import REGISTRY, SeriesInputs
 
 __all__ = ["TECHNICAL_FEATURES", "atr", "directional_movement", "ema", "macd", "wilder"]

@@ -34,7 +34,8 @@ import pandas as pd
 import pytest
 
 from amcp.features import technical as tech
-from amcp.features._indicators import lag, rolling_mean, safe_div, true_range, wilder_sum
+from amcp.features._indicators import lag, safe_div, true_range, wilder_sum
+from amcp.features._rolling import rolling_mean
 from amcp.features.registry import REGISTRY, SeriesInputs
 from tests.conftest import SHARED_DATA, require
 

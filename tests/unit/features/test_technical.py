@@ -10,7 +10,8 @@ import pytest
 import talib
 
 from amcp.features import technical as tech
-from amcp.features._indicators import lag, rolling_max, rolling_min
+from amcp.features._indicators import lag
+from amcp.features._rolling import rolling_max, rolling_min
 from amcp.features.registry import REGISTRY, SeriesInputs
 from amcp.features.technical import TECHNICAL_FEATURES
 
