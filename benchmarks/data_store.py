@@ -25,9 +25,7 @@ cores.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import shutil
 import statistics
 import sys
@@ -46,7 +44,10 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import emit, host_load, load_average_1m, progress  # noqa: E402
 
 from amcp.data.calendar import midnight_ns  # noqa: E402
 from amcp.data.schemas import BAR_SCHEMA  # noqa: E402
@@ -61,10 +62,6 @@ MINUTE_START, MINUTE_END = date(2016, 1, 1), date(2016, 12, 31)
 SEED = 7
 WARM = "warm: one untimed warm-up read, then the median of the timed repeats"
 """Also true of the peers: the OS page cache holds the files for both sides."""
-
-
-def progress(message: str) -> None:
-    print(f"# {message}", file=sys.stderr, flush=True)
 
 
 def median_s(function: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -136,9 +133,9 @@ def rate_line(metric: str, rows: int, ours_s: float, peer: str, peer_s: float, *
             "ratio": round(ours / theirs, 2), "unit": "rows/s", "rows": rows, **extra}
 
 
-def emit(line: dict[str, Any], lines: list[dict[str, Any]]) -> None:
-    lines.append(line)
-    print(json.dumps(line), flush=True)
+def keep(line: dict[str, Any], lines: list[dict[str, Any]]) -> None:
+    """Print ``line`` as a JSON line and add it to ``lines``."""
+    lines.append(emit(line))
 
 
 def in_range(kind_time: str, symbols: list[str] | None, start: pd.Timestamp | None, end: pd.Timestamp | None) -> Any:
@@ -176,7 +173,7 @@ def bench_daily_local(root: Path, args: argparse.Namespace, lines: list[dict[str
     peer_write_s, _ = once_s(lambda: pads.write_dataset(
         daily, peer_root, format="parquet", partitioning=["symbol"], partitioning_flavor="hive",
         file_options=pads.ParquetFileFormat().make_write_options(compression="zstd"), existing_data_behavior="overwrite_or_ignore"))
-    emit(rate_line("daily_write_rows_per_s_local", rows, ours_write_s, "pyarrow.dataset.write_dataset (hive by symbol, zstd)",
+    keep(rate_line("daily_write_rows_per_s_local", rows, ours_write_s, "pyarrow.dataset.write_dataset (hive by symbol, zstd)",
                    peer_write_s, repeats=1, note="ours also validates, deduplicates on the key and merges with stored rows; "
                    f"{len(written.partitions)} files"), lines)
 
@@ -191,9 +188,9 @@ def bench_daily_local(root: Path, args: argparse.Namespace, lines: list[dict[str
     check_same("daily universe vs csv", table, frame)
     check_same("daily universe vs pyarrow.dataset", table, peer_table)
     shape = f"{args.symbols} symbols x 22 years, {rows} rows, {len(written.partitions)} files"
-    emit(seconds_line("daily_universe_read_s", ours_s, "pandas.read_csv (one CSV file, parse_dates=['ts'])", csv_s,
+    keep(seconds_line("daily_universe_read_s", ours_s, "pandas.read_csv (one CSV file, parse_dates=['ts'])", csv_s,
                       rows=rows, data=shape, cache=WARM, repeats=max(1, args.repeats - 1)), lines)
-    emit(seconds_line("daily_universe_read_s", ours_s, "pyarrow.dataset over the same folder (no pruning)", dataset_s,
+    keep(seconds_line("daily_universe_read_s", ours_s, "pyarrow.dataset over the same folder (no pruning)", dataset_s,
                       rows=rows, data=shape, cache=WARM, repeats=args.repeats), lines)
 
     subset = sorted(daily.column("symbol").unique().to_pylist())[: max(1, args.symbols // 5)]
@@ -203,7 +200,7 @@ def bench_daily_local(root: Path, args: argparse.Namespace, lines: list[dict[str
         lambda: store.read(DAILY, subset, start="2010-01-01", end="2017-12-31"),
         lambda: pads.dataset(folder, format="parquet").to_table(filter=in_range("ts", subset, start, end)), args.repeats)
     check_same("daily subset", sub, peer_sub)
-    emit(rate_line("daily_rows_per_s_local", sub.num_rows, ours_sub_s,
+    keep(rate_line("daily_rows_per_s_local", sub.num_rows, ours_sub_s,
                    "pyarrow.dataset over the same folder, same filter pushed down", peer_sub_s,
                    data=f"{len(subset)} symbols, 2010-01-01..2017-12-31", cache=WARM, repeats=args.repeats), lines)
     return {"daily_rows": rows, "daily_universe_read_s": round(ours_s, 3), "daily_files": len(written.partitions),
@@ -223,7 +220,7 @@ def bench_minute_local(root: Path, args: argparse.Namespace, lines: list[dict[st
         lambda: store.read(INTRADAY, start="2016-06-01", end="2016-06-30"),
         lambda: pads.dataset(folder, format="parquet").to_table(filter=in_range("ts", None, start, end)), args.repeats)
     check_same("minute month", month, peer_month)
-    emit(rate_line("minute_month_rows_per_s_local", month.num_rows, ours_month_s,
+    keep(rate_line("minute_month_rows_per_s_local", month.num_rows, ours_month_s,
                    "pyarrow.dataset over the same folder, same filter pushed down", peer_month_s,
                    data=f"{args.minute_symbols} symbols, June 2016 of one stored year", cache=WARM, repeats=args.repeats), lines)
     ours_year_s, year, peer_year_s, peer_year = paired_median_s(
@@ -231,7 +228,7 @@ def bench_minute_local(root: Path, args: argparse.Namespace, lines: list[dict[st
     if year.num_rows != minute.num_rows:
         raise RuntimeError(f"year rows differ: wrote {minute.num_rows}, ours {year.num_rows}")
     check_same("minute year", year, peer_year)
-    emit(rate_line("minute_rows_per_s_local", year.num_rows, ours_year_s, "pyarrow.dataset over the same folder (no pruning)",
+    keep(rate_line("minute_rows_per_s_local", year.num_rows, ours_year_s, "pyarrow.dataset over the same folder (no pruning)",
                    peer_year_s, data=f"{args.minute_symbols} symbols x 1 year", cache=WARM, repeats=args.repeats), lines)
     return {"minute_rows": minute.num_rows, "minute_write_s": round(write_s, 2)}
 
@@ -264,14 +261,14 @@ def bench_real_local(root: Path, args: argparse.Namespace, lines: list[dict[str,
     ours_s, table, dataset_s, peer_table = paired_median_s(
         lambda: store.read(DAILY), lambda: pads.dataset(folder, format="parquet").to_table(), args.repeats)
     check_same("real daily vs pyarrow.dataset", table, peer_table)
-    emit(rate_line("real_daily_rows_per_s_local", table.num_rows, ours_s,
+    keep(rate_line("real_daily_rows_per_s_local", table.num_rows, ours_s,
                    "pyarrow.dataset over the same folder (no pruning)", dataset_s, data=data, cache=WARM,
                    repeats=args.repeats, layout="same files for both"), lines)
     single_s, single = median_s(lambda: pq.read_table(SHARED), args.repeats)
     if single.num_rows != table.num_rows + written.rows_duplicate:
         raise RuntimeError(f"real daily: the file has {single.num_rows} rows, the store {table.num_rows} "
                            f"+ {written.rows_duplicate} duplicates")
-    emit(rate_line("real_daily_rows_per_s_local", table.num_rows, ours_s,
+    keep(rate_line("real_daily_rows_per_s_local", table.num_rows, ours_s,
                    "pyarrow.parquet.read_table of the original single file (a different layout)", single_s,
                    data=data, cache=WARM, repeats=args.repeats, layout="different: one file against one per symbol",
                    note="not a like-for-like read: the peer reads one 4-row-group file and returns it unsorted, in "
@@ -312,7 +309,7 @@ def bench_s3(daily: pa.Table, args: argparse.Namespace, lines: list[dict[str, An
         if table.num_rows != bars.num_rows:
             raise RuntimeError(f"S3 rows differ: wrote {bars.num_rows}, ours {table.num_rows}")
         check_same("S3 daily", table, peer)
-        emit(rate_line("daily_rows_per_s_s3", table.num_rows, ours_s, "pyarrow.dataset over s3fs, same prefix (no pruning)",
+        keep(rate_line("daily_rows_per_s_s3", table.num_rows, ours_s, "pyarrow.dataset over s3fs, same prefix (no pruning)",
                        peer_s, data=f"{len(subset)} symbols x 22 years", cache="moto S3 server in this process; " + WARM,
                        repeats=args.repeats,
                        note=f"a {len(subset)}-symbol subset to keep the in-process S3 server quick"), lines)
@@ -323,7 +320,7 @@ def bench_s3(daily: pa.Table, args: argparse.Namespace, lines: list[dict[str, An
                                                     storage_options=options), max(1, args.repeats - 1))
         if len(frame) != table.num_rows:
             raise RuntimeError(f"S3 CSV rows differ: {len(frame)} vs {table.num_rows}")
-        emit(rate_line("daily_rows_per_s_s3", table.num_rows, ours_s, "pandas.read_csv of the same rows as one S3 object",
+        keep(rate_line("daily_rows_per_s_s3", table.num_rows, ours_s, "pandas.read_csv of the same rows as one S3 object",
                        csv_s, data=f"{len(subset)} symbols x 22 years", cache="moto S3 server in this process; " + WARM,
                        repeats=args.repeats), lines)
         return {"s3_rows": table.num_rows, "s3_write_s": round(write_s, 2)}
@@ -342,7 +339,7 @@ def main() -> int:
         parser.error("--symbols, --s3-symbols, --minute-symbols and --repeats must be at least 1")
 
     started = time.perf_counter()
-    load_before = os.getloadavg()[0]
+    load_before = load_average_1m()
     lines: list[dict[str, Any]] = []
     root = Path(tempfile.mkdtemp(prefix="amcp-bench-store-"))
     try:
@@ -355,10 +352,9 @@ def main() -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     target_met = daily_summary["daily_universe_read_s"] < 2.0
-    print(json.dumps({"bench": BENCH, "summary": True, **daily_summary, **s3_summary, **minute_summary, **real_summary,
-                      "daily_universe_read_under_2s": target_met, "repeats": args.repeats,
-                      "cpus": os.cpu_count(), "load_avg_1m_before": round(load_before, 2),
-                      "load_avg_1m_after": round(os.getloadavg()[0], 2), "wall_s": round(time.perf_counter() - started, 1)}))
+    emit({"bench": BENCH, "summary": True, **daily_summary, **s3_summary, **minute_summary, **real_summary,
+          "daily_universe_read_under_2s": target_met, "repeats": args.repeats,
+          **host_load(load_before), "wall_s": round(time.perf_counter() - started, 1)})
     return 0
 
 

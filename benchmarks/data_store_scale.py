@@ -17,7 +17,6 @@ stderr. Needs about 2 GB of disk and 4 GB of memory at 5,000 symbols; several mi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -31,7 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import emit, line, load_average_1m, progress  # noqa: E402
 
 from amcp.data.store import MarketDataStore  # noqa: E402
 from amcp.data.synthetic import iter_daily_bars  # noqa: E402
@@ -40,12 +42,6 @@ BENCH = "data_store_scale"
 START, END = date(1996, 1, 1), date(2017, 12, 31)
 SUBSET_START, SUBSET_END = date(2013, 1, 1), date(2017, 12, 31)
 SEED = 11
-
-
-def _line(metric: str, ours: float, peer_value: float, unit: str, peer: str, higher_is_better: bool, **extra: Any) -> None:
-    ratio = ours / peer_value if higher_is_better else peer_value / ours
-    print(json.dumps({"bench": BENCH, "metric": metric, "ours": round(ours, 4), "peer": peer,
-                      "peer_value": round(peer_value, 4), "ratio": round(ratio, 3), "unit": unit, **extra}), flush=True)
 
 
 def _timed(fn: Any) -> tuple[float, Any]:
@@ -83,16 +79,16 @@ def main() -> int:
                                file_options=pads.ParquetFileFormat().make_write_options(compression="zstd"))
             write_peer += time.perf_counter() - started
             rows += chunk.num_rows
-            print(f"# wrote {rows:,} rows ({(i + 1) * 500:,} symbols)", file=sys.stderr, flush=True)
-        _line("scale_write_rows_per_s", rows / write_ours, rows / write_peer, "rows/s", "pyarrow.dataset.write_dataset",
-              True, rows=rows, symbols=args.symbols)
+            progress(f"wrote {rows:,} rows ({(i + 1) * 500:,} symbols)")
+        emit(line(BENCH, "scale_write_rows_per_s", rows / write_ours, "pyarrow.dataset.write_dataset",
+                  rows / write_peer, "rows/s", True, digits=4, rows=rows, symbols=args.symbols))
 
         peer_dataset = pads.dataset(peer_root, format="parquet", partitioning="hive")
         seconds, ours = _timed(lambda: store.read("equities/daily"))
         peer_seconds, peer = _timed(lambda: peer_dataset.to_table())
         _same(ours, peer, "full universe")
-        _line("scale_universe_read_s", seconds, peer_seconds, "s", "pyarrow.dataset (no pruning)", False,
-              rows=ours.num_rows, symbols=args.symbols, cache="warm")
+        emit(line(BENCH, "scale_universe_read_s", seconds, "pyarrow.dataset (no pruning)", peer_seconds, "s", False,
+                  digits=4, rows=ours.num_rows, symbols=args.symbols, cache="warm"))
         del ours, peer
 
         symbols = [f"S{k:04d}" for k in range(0, args.symbols, max(1, args.symbols // 500))][:500]
@@ -108,14 +104,13 @@ def main() -> int:
         seconds, ours = _timed(lambda: store.read("equities/daily", symbols, SUBSET_START, SUBSET_END))
         peer_seconds, peer = _timed(peer_subset)
         _same(ours, peer, "subset")
-        _line("scale_subset_rows_per_s", ours.num_rows / seconds, peer.num_rows / peer_seconds, "rows/s",
-              "pyarrow.dataset (no pruning)", True, rows=ours.num_rows, symbols=len(symbols),
-              window=f"{SUBSET_START}..{SUBSET_END}", cache="warm")
+        emit(line(BENCH, "scale_subset_rows_per_s", ours.num_rows / seconds, "pyarrow.dataset (no pruning)",
+                  peer.num_rows / peer_seconds, "rows/s", True, digits=4, rows=ours.num_rows, symbols=len(symbols),
+                  window=f"{SUBSET_START}..{SUBSET_END}", cache="warm"))
         files = sum(1 for _ in (work / "ours").rglob("*.parquet"))
         size = sum(p.stat().st_size for p in (work / "ours").rglob("*.parquet"))
-        print(json.dumps({"bench": BENCH, "summary": True, "rows": rows, "symbols": args.symbols, "files": files,
-                          "store_mb": round(size / 2**20, 1), "cpus": os.cpu_count(),
-                          "loadavg": round(os.getloadavg()[0], 2)}))
+        emit({"bench": BENCH, "summary": True, "rows": rows, "symbols": args.symbols, "files": files,
+              "store_mb": round(size / 2**20, 1), "cpus": os.cpu_count(), "loadavg": load_average_1m()})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

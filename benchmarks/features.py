@@ -36,8 +36,6 @@ one-line summary. Progress goes to stderr. About a minute on two cores, plus Ray
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 import warnings
@@ -48,7 +46,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import emit, host_load, line, load_average_1m, progress  # noqa: E402
 
 from amcp._typing import FloatArray  # noqa: E402
 from amcp.data.bars import BarPanel  # noqa: E402
@@ -63,20 +64,6 @@ TARGET_UNIVERSE_S = 60.0
 SYMBOLS_PER_TASK = 8
 AGREEMENT_FROM_BAR = 300
 Bars = dict[str, FloatArray]
-
-
-def progress(message: str) -> None:
-    print(f"# {message}", file=sys.stderr, flush=True)
-
-
-def line(metric: str, ours: float, peer: str, peer_value: float, unit: str, higher_is_better: bool,
-         digits: int = 2, **extra: Any) -> dict[str, Any]:
-    """One metric line; ``ratio`` > 1 means ours is better."""
-    ratio = ours / peer_value if higher_is_better else peer_value / ours
-    record = {"bench": BENCH, "metric": metric, "ours": round(ours, digits), "peer": peer,
-              "peer_value": round(peer_value, digits), "ratio": round(ratio, 3), "unit": unit, **extra}
-    print(json.dumps(record), flush=True)
-    return record
 
 
 # ---------------------------------------------------------------------------- data
@@ -357,37 +344,37 @@ def main() -> int:
     warnings.simplefilter("ignore", RuntimeWarning)
 
     started = time.perf_counter()
-    load_before = os.getloadavg()[0]
+    load_before = load_average_1m()
     registry = default_registry()
     progress(f"synthetic GBM bars: {symbols} symbols × {bars} bars")
     panel = synthetic_panel(symbols, bars)
     rows = symbols * bars
     features = len(registry)
-    line("feature_count", features, "Qlib Alpha158", ALPHA158, "features", True, digits=0,
-         series=len(registry.series_names), cross_sectional=len(registry.cross_sectional_names))
+    emit(line(BENCH, "feature_count", features, "Qlib Alpha158", ALPHA158, "features", True, digits=0,
+              series=len(registry.series_names), cross_sectional=len(registry.cross_sectional_names)))
 
     progress(f"universe: {features} features on a local Ray with {args.workers} CPUs")
     universe = bench_universe(panel, registry, args.workers)
-    line("universe_features_s", universe["seconds"], "issue #6 target", TARGET_UNIVERSE_S, "s", False,
-         rows=rows, symbols=symbols, bars=bars, workers=args.workers, executor="ray",
-         ray_start_s=round(universe["ray_start_s"], 2))
+    emit(line(BENCH, "universe_features_s", universe["seconds"], "issue #6 target", TARGET_UNIVERSE_S, "s", False,
+              rows=rows, symbols=symbols, bars=bars, workers=args.workers, executor="ray",
+              ray_start_s=round(universe["ray_start_s"], 2)))
     cells_per_s = rows * features / universe["seconds"]
-    line("feature_cells_per_s", cells_per_s, "issue #6 target (universe in 60 s)",
-         rows * features / TARGET_UNIVERSE_S, "cells/s", True, digits=0, workers=args.workers)
+    emit(line(BENCH, "feature_cells_per_s", cells_per_s, "issue #6 target (universe in 60 s)",
+              rows * features / TARGET_UNIVERSE_S, "cells/s", True, digits=0, workers=args.workers))
 
     progress(f"shared indicators: ours vs TA-Lib vs pandas on {peer_symbols} symbols, one process")
     shared = bench_shared(panel, registry, peer_symbols)
     ours_rate = shared["cells"] / shared["ours_s"]
     worst = min(shared["agreement"], key=lambda k: shared["agreement"][k])
-    line("shared_indicator_cells_per_s", ours_rate, "TA-Lib 0.8 (C), same indicators",
-         shared["cells"] / shared["talib_s"], "cells/s", True, digits=0, indicators=len(shared["indicators"]),
-         symbols=shared["symbols"], agreement=round(float(np.nanmean(list(shared["agreement"].values()))), 4),
-         worst_agreement={worst: round(shared["agreement"][worst], 4)})
-    line("shared_indicator_cells_per_s", ours_rate, "plain pandas, same indicators",
-         shared["cells"] / shared["pandas_s"], "cells/s", True, digits=0, indicators=len(shared["indicators"]),
-         symbols=shared["symbols"])
+    emit(line(BENCH, "shared_indicator_cells_per_s", ours_rate, "TA-Lib 0.8 (C), same indicators",
+              shared["cells"] / shared["talib_s"], "cells/s", True, digits=0, indicators=len(shared["indicators"]),
+              symbols=shared["symbols"], agreement=round(float(np.nanmean(list(shared["agreement"].values()))), 4),
+              worst_agreement={worst: round(shared["agreement"][worst], 4)}))
+    emit(line(BENCH, "shared_indicator_cells_per_s", ours_rate, "plain pandas, same indicators",
+              shared["cells"] / shared["pandas_s"], "cells/s", True, digits=0, indicators=len(shared["indicators"]),
+              symbols=shared["symbols"]))
 
-    print(json.dumps({
+    emit({
         "bench": BENCH, "summary": True, "features": features, "symbols": symbols, "bars": bars, "rows": rows,
         "universe_s": round(universe["seconds"], 2), "executor": f"ray, {args.workers} CPUs",
         "target_met": {"universe_under_60_s": universe["seconds"] < TARGET_UNIVERSE_S,
@@ -396,9 +383,8 @@ def main() -> int:
         "shared_speedup_vs_talib": round(shared["talib_s"] / shared["ours_s"], 3),
         "shared_speedup_vs_pandas": round(shared["pandas_s"] / shared["ours_s"], 3),
         "agreement_with_talib": {k: round(v, 4) for k, v in shared["agreement"].items()},
-        "cpus": os.cpu_count(), "load_avg_1m_before": round(load_before, 2),
-        "load_avg_1m_after": round(os.getloadavg()[0], 2), "wall_s": round(time.perf_counter() - started, 1),
-    }), flush=True)
+        **host_load(load_before), "wall_s": round(time.perf_counter() - started, 1),
+    })
     return 0
 
 

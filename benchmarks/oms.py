@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import shutil
 import sys
@@ -73,7 +72,10 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import emit, host_load, line, load_average_1m, percentile, progress  # noqa: E402
 
 from amcp.config import AccountConfig, RiskConfig, SlippageConfig, VenueConfig  # noqa: E402
 from amcp.data.ratelimit import TokenBucket  # noqa: E402
@@ -110,27 +112,6 @@ ALPACA_PEER = (
     "alpaca-py TradingClient.submit_order, same paper server, same pacing "
     "(no risk, persistence, audit or actor hop)"
 )
-
-
-def progress(message: str) -> None:
-    print(f"# {message}", file=sys.stderr, flush=True)
-
-
-def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100, numpy's linear interpolation)."""
-    return float(np.percentile(np.asarray(values, dtype=float), q))
-
-
-def line(metric: str, ours: float, peer: str, peer_value: float, unit: str, higher_is_better: bool,
-         digits: int = 2, **extra: Any) -> dict[str, Any]:
-    """One metric line; ``ratio`` > 1 means ours is better (ours/peer, or peer/ours for latencies)."""
-    ratio = ours / peer_value if higher_is_better else peer_value / ours
-    return {"bench": BENCH, "metric": metric, "ours": round(ours, digits), "peer": peer,
-            "peer_value": round(peer_value, digits), "ratio": round(ratio, 3), "unit": unit, **extra}
 
 
 # ---------------------------------------------------------------------------- the book
@@ -225,7 +206,7 @@ def bench_checks(args: argparse.Namespace, working: int) -> dict[str, Any]:
              f"({per_cpu_s:,.0f} per CPU second)")
     setup = (f"amcp RiskEngine.check, default RiskConfig, {len(SYMBOLS)} symbols, {label} in "
              "ctx.open_orders, every command accepted")
-    emit(line("risk_checks_per_s", checks_per_s, CHECK_TARGET_PEER, TARGET_CHECKS_PER_S, "checks/s", True, 0,
+    emit(line(BENCH, "risk_checks_per_s", checks_per_s, CHECK_TARGET_PEER, TARGET_CHECKS_PER_S, "checks/s", True, 0,
               working_orders=working, setup=f"{setup}; batches of {BATCH}", checks=checked,
               checks_per_cpu_s=round(per_cpu_s),
               note="ours is wall-clock; checks_per_cpu_s (this process's CPU time) is what a busy shared "
@@ -259,7 +240,7 @@ def bench_checks(args: argparse.Namespace, working: int) -> dict[str, Any]:
              "note": "wall clock (perf_counter_ns); the issue sets no latency target, and 10 us is what "
                      "100,000 checks a second allow one serial caller"}
     for metric, value in (("risk_check_p50_us", p50), ("risk_check_p99_us", p99)):
-        emit(line(metric, value, LATENCY_TARGET_PEER, TARGET_CHECK_LATENCY_US, "us", False, **extra))
+        emit(line(BENCH, metric, value, LATENCY_TARGET_PEER, TARGET_CHECK_LATENCY_US, "us", False, **extra))
     return {"risk_checks_per_s": round(checks_per_s), "risk_checks_per_cpu_s": round(per_cpu_s),
             "risk_check_p50_us": round(p50, 2),
             "risk_check_p99_us": round(p99, 2)}
@@ -607,18 +588,18 @@ def bench_orders(args: argparse.Namespace) -> dict[str, Any]:
                      "duration_s": args.duration_s, "workers": args.workers,
                      "pacing_lag_p99_ms": round(ours.pacing_lag_p99_ms, 2), "group_commit": ours.group_commit,
                      **common}
-            emit(line("orders_per_s", ours.orders_per_s, ALPACA_PEER, peer.orders_per_s, "orders/s", True,
+            emit(line(BENCH, "orders_per_s", ours.orders_per_s, ALPACA_PEER, peer.orders_per_s, "orders/s", True,
                       **paced))
-            emit(line("intent_to_ack_p50_ms", ours.ack_p50_ms, ALPACA_PEER, peer.ack_p50_ms, "ms", False,
+            emit(line(BENCH, "intent_to_ack_p50_ms", ours.ack_p50_ms, ALPACA_PEER, peer.ack_p50_ms, "ms", False,
                       **paced))
-            emit(line("intent_to_ack_p99_ms", ours.ack_p99_ms, ALPACA_PEER, peer.ack_p99_ms, "ms", False,
+            emit(line(BENCH, "intent_to_ack_p99_ms", ours.ack_p99_ms, ALPACA_PEER, peer.ack_p99_ms, "ms", False,
                       ack_max_ms=round(ours.ack_max_ms, 2), **paced))
             one = {"orders": serial.orders, "mode": "one at a time, each after the previous answer", **common}
-            emit(line("serial_orders_per_s", serial.orders_per_s, ALPACA_PEER, peer_serial.orders_per_s,
+            emit(line(BENCH, "serial_orders_per_s", serial.orders_per_s, ALPACA_PEER, peer_serial.orders_per_s,
                       "orders/s", True, **one))
-            emit(line("serial_intent_to_ack_p50_ms", serial.ack_p50_ms, ALPACA_PEER, peer_serial.ack_p50_ms,
+            emit(line(BENCH, "serial_intent_to_ack_p50_ms", serial.ack_p50_ms, ALPACA_PEER, peer_serial.ack_p50_ms,
                       "ms", False, **one))
-            emit(line("serial_intent_to_ack_p99_ms", serial.ack_p99_ms, ALPACA_PEER, peer_serial.ack_p99_ms,
+            emit(line(BENCH, "serial_intent_to_ack_p99_ms", serial.ack_p99_ms, ALPACA_PEER, peer_serial.ack_p99_ms,
                       "ms", False, **one))
             for name, value in ours.met(args.rate).items():
                 targets[name][database] = value and args.rate >= TARGET_ORDERS_PER_S
@@ -671,15 +652,13 @@ def main() -> int:
         parser.error("--check-batches must be >= 2 and --check-singles >= 20")
 
     started = time.perf_counter()
-    load_before = os.getloadavg()[0]
+    load_before = load_average_1m()
     checks = {f"working_orders_{n}": bench_checks(args, n) for n in WORKING_ORDERS}
     orders = bench_orders(args)
     targets = {"risk_checks_per_s": {key: value["risk_checks_per_s"] >= TARGET_CHECKS_PER_S
                                      for key, value in checks.items()}, **orders.pop("targets")}
-    print(json.dumps({"bench": BENCH, "summary": True, "checks": checks, "orders": orders, "targets": targets,
-                      "cpus": os.cpu_count(), "load_avg_1m_before": round(load_before, 2),
-                      "load_avg_1m_after": round(os.getloadavg()[0], 2),
-                      "wall_s": round(time.perf_counter() - started, 1)}), flush=True)
+    emit({"bench": BENCH, "summary": True, "checks": checks, "orders": orders, "targets": targets,
+          **host_load(load_before), "wall_s": round(time.perf_counter() - started, 1)})
     return 0
 
 

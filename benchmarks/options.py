@@ -86,9 +86,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
-import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -102,7 +100,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import emit, host_load, line, load_average_1m, progress  # noqa: E402
 
 from amcp._typing import BoolArray, FloatArray  # noqa: E402
 from amcp.options.black_scholes import bsm_greeks, bsm_price  # noqa: E402
@@ -141,26 +142,6 @@ SCAN_STRIKES = 60.0 + 0.5 * np.arange(200)
 SCAN_EXPIRY_DAYS = (7, 14, 30, 60, 91, 182, 273, 365)
 PEER_EXPIRY_DAYS = 91
 SCAN_AS_OF = datetime(2024, 1, 2, 16, 0, tzinfo=timezone(timedelta(hours=-5)))  # 16:00 New York
-
-
-def progress(message: str) -> None:
-    print(f"# {message}", file=sys.stderr, flush=True)
-
-
-def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def line(metric: str, ours: float, peer: str, peer_value: float | None, unit: str, higher_is_better: bool,
-         digits: int = 2, **extra: Any) -> dict[str, Any]:
-    """One metric line; ``ratio`` > 1 means ours is better (ours/peer, or peer/ours for a cost).
-    A metric without a measured peer has ``peer_value`` and ``ratio`` null."""
-    ratio = None
-    if peer_value is not None:
-        ratio = round(ours / peer_value if higher_is_better else peer_value / ours, 3)
-    return {"bench": BENCH, "metric": metric, "ours": round(ours, digits), "peer": peer,
-            "peer_value": None if peer_value is None else round(peer_value, digits), "ratio": ratio,
-            "unit": unit, **extra}
 
 
 def median_time_s(run: Callable[[], object], repeats: int) -> float:
@@ -309,14 +290,14 @@ def bench_pricing(args: argparse.Namespace, x: Options) -> dict[str, Any]:
     common = {"options": n, "peer_options": m, "threads": 1, "repeats": args.repeats,
               "ours_computes": "price + delta, gamma, vega, theta, rho, dividend_rho, vanna, volga, charm "
                                "(vectorised numpy, one call each of bsm_price and bsm_greeks)"}
-    emit(line("price_greeks_per_s", ours_rate, "QuantLib 1.44 AnalyticEuropeanEngine loop", ql_rate,
+    emit(line(BENCH, "price_greeks_per_s", ours_rate, "QuantLib 1.44 AnalyticEuropeanEngine loop", ql_rate,
               "options/s", True,
               peer_computes="NPV + delta, gamma, vega, theta, rho (payoff/exercise/option built per option; "
                             "process quotes re-set with SimpleQuote.setValue)",
               max_rel_diff_vs_quantlib=gap,
               max_rel_diff_note="max |ours - QuantLib| / max |QuantLib| per quantity over the peer sample",
               **common))
-    emit(line("price_greeks_per_s", ours_rate, VOLLIB_PEER, vollib_rate, "options/s", True,
+    emit(line(BENCH, "price_greeks_per_s", ours_rate, VOLLIB_PEER, vollib_rate, "options/s", True,
               peer_computes="price + delta, gamma, vega (per vol point), theta (per day), rho (per 1 %) "
                             "(py_vollib.black_scholes_merton + greeks.analytical)", **common))
     torch_result = bench_torch(args, x)
@@ -340,7 +321,7 @@ def bench_torch(args: argparse.Namespace, x: Options) -> dict[str, Any]:
             torch.cuda.synchronize()
 
     rate = len(x.spot) / median_time_s(run, args.repeats)
-    emit(line("torch_price_greeks_per_s", rate, "none (extra metric)", None, "options/s", True,
+    emit(line(BENCH, "torch_price_greeks_per_s", rate, "none (extra metric)", None, "options/s", True,
               device=str(device), torch_threads=torch.get_num_threads(), options=len(x.spot),
               ours_computes=f"price + {', '.join(TORCH_GREEKS)}", note="inputs already on the device"))
     return {"torch_per_s": round(rate), "torch_device": str(device)}
@@ -471,15 +452,15 @@ def bench_iv(args: argparse.Namespace, x: Options) -> dict[str, Any]:
                                               ("quantlib", ql_rate, ql_vol, k))
     }
     common = {"options": n, "threads": 1, "repeats": args.repeats, **accuracy}
-    emit(line("iv_per_s", rate, VOLLIB_PEER, vollib_rate, "ivs/s", True, peer_detail=peers["py_vollib"],
+    emit(line(BENCH, "iv_per_s", rate, VOLLIB_PEER, vollib_rate, "ivs/s", True, peer_detail=peers["py_vollib"],
               note=VECTORIZED_NOTE, **common))
-    emit(line("iv_per_s", rate, "QuantLib 1.44 VanillaOption.impliedVolatility loop (accuracy 1e-12)",
+    emit(line(BENCH, "iv_per_s", rate, "QuantLib 1.44 VanillaOption.impliedVolatility loop (accuracy 1e-12)",
               ql_rate, "ivs/s", True, peer_detail=peers["quantlib"], **common))
-    emit(line("iv_per_s", rate, "issue #5 target (per core)", TARGET_IV_PER_S, "ivs/s", True, **common))
-    emit(line("iv_max_rel_err", err, "issue #5 target", TARGET_IV_MAX_REL_ERR, "relative", False, digits=20,
+    emit(line(BENCH, "iv_per_s", rate, "issue #5 target (per core)", TARGET_IV_PER_S, "ivs/s", True, **common))
+    emit(line(BENCH, "iv_max_rel_err", err, "issue #5 target", TARGET_IV_MAX_REL_ERR, "relative", False, digits=20,
               informative=accuracy["informative"], excluded=excluded,
               informative_rule=accuracy["informative_rule"], max_rel_err_looser=looser))
-    emit(line("iv_parallel_per_s", parallel_rate, VOLLIB_PEER, vollib_rate, "ivs/s", True, threads=threads,
+    emit(line(BENCH, "iv_parallel_per_s", parallel_rate, VOLLIB_PEER, vollib_rate, "ivs/s", True, threads=threads,
               options=n, repeats=args.repeats,
               note="numba prange; identical results to parallel=False (checked)"))
     exact = bench_iv_exact(args, x, info, result.vol)
@@ -533,7 +514,7 @@ def bench_iv_exact(args: argparse.Namespace, x: Options, info: Informative,
     reexamined = {"options": len(worst), "max_rel_err_before": sig(float(main_err[worst].max())),
                   "max_rel_err_with_exact_prices": sig(worst_err),
                   "bsm_price_max_rel_err_vs_exact": sig(bsm_price_err)}
-    emit(line("iv_max_rel_err_exact_prices", err, "issue #5 target", TARGET_IV_MAX_REL_ERR, "relative", False,
+    emit(line(BENCH, "iv_max_rel_err_exact_prices", err, "issue #5 target", TARGET_IV_MAX_REL_ERR, "relative", False,
               digits=20, options=m, informative=int(info.mask[:m].sum()),
               worst_of_main_run_reexamined=reexamined,
               note=f"the first {m:,} options of the grid priced with mpmath at {EXACT_DIGITS} digits and "
@@ -733,16 +714,16 @@ def bench_scanner(args: argparse.Namespace) -> dict[str, Any]:
                  "formula, heapq top 20")
     setup = {"contracts": len(chain), "tradeable": int(keep.sum()), "expiries": len(chain.expiries),
              "strikes_per_expiry": len(SCAN_STRIKES), "repeats": args.repeats}
-    emit(line("scanner_candidates_per_s", ours_rate, peer_name, peer_rate, "candidates/s", True,
+    emit(line(BENCH, "scanner_candidates_per_s", ours_rate, peer_name, peer_rate, "candidates/s", True,
               candidates=total, counts=counts, scan_ms=round(scan_s * 1e3, 1), peer_candidates=peer_count,
               note="ours: every structure and expiry, model prices and result table included; the peer's "
                    "model prices are computed before its timing", **setup))
-    emit(line("scanner_candidates_per_s", ours_rate, TARGET_SOURCE, TARGET_CANDIDATES_PER_S, "candidates/s",
+    emit(line(BENCH, "scanner_candidates_per_s", ours_rate, TARGET_SOURCE, TARGET_CANDIDATES_PER_S, "candidates/s",
               True, candidates=total, **setup))
-    emit(line("scanner_vertical_candidates_per_s", one_total / one_s, peer_name, peer_rate, "candidates/s",
+    emit(line(BENCH, "scanner_vertical_candidates_per_s", one_total / one_s, peer_name, peer_rate, "candidates/s",
               True, candidates=one_total, top_score_max_abs_diff=sig(top_gap),
               note="ours on exactly the peer's work: that expiry, verticals only (rank_candidates)"))
-    emit(line("arbitrage_scan_ms", arbitrage_s * 1e3, "none (extra metric)", None, "ms", False,
+    emit(line(BENCH, "arbitrage_scan_ms", arbitrage_s * 1e3, "none (extra metric)", None, "ms", False,
               relations_checked=relations, relations_per_s=round(relations / arbitrage_s),
               violations_found=len(violations),
               note="find_arbitrage, executable basis, every strike distance; the chain is arbitrage-free, "
@@ -782,13 +763,13 @@ def main() -> int:
         setattr(args, name, min(getattr(args, name), args.options))
 
     started = time.perf_counter()
-    load_before = os.getloadavg()[0]
+    load_before = load_average_1m()
     try:
         check_implied_vol()
     except Exception as exc:  # noqa: BLE001 - any failure means the IV metric cannot be measured
         message = f"amcp.options.implied_vol is not usable: {type(exc).__name__}: {exc}"
         progress(message)
-        print(json.dumps({"bench": BENCH, "summary": True, "error": message}), flush=True)
+        emit({"bench": BENCH, "summary": True, "error": message})
         return 1
     x = option_grid(args.options, SEED)
     pricing = bench_pricing(args, x)
@@ -802,11 +783,9 @@ def main() -> int:
     }
     target_values = {"iv_per_s_per_core": TARGET_IV_PER_S, "iv_max_rel_err": TARGET_IV_MAX_REL_ERR,
                      "scanner_candidates_per_s": TARGET_CANDIDATES_PER_S}
-    print(json.dumps({"bench": BENCH, "summary": True, "pricing": pricing, "implied_vol": iv,
-                      "scanner": scanner, "targets": targets, "target_values": target_values,
-                      "cpus": os.cpu_count(), "load_avg_1m_before": round(load_before, 2),
-                      "load_avg_1m_after": round(os.getloadavg()[0], 2),
-                      "wall_s": round(time.perf_counter() - started, 1)}), flush=True)
+    emit({"bench": BENCH, "summary": True, "pricing": pricing, "implied_vol": iv,
+          "scanner": scanner, "targets": targets, "target_values": target_values,
+          **host_load(load_before), "wall_s": round(time.perf_counter() - started, 1)})
     return 0
 
 

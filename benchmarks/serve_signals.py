@@ -47,7 +47,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import emit, line, load_average_1m, percentile, progress  # noqa: E402
 
 from amcp.config import StoreConfig  # noqa: E402
 from amcp.features import default_registry  # noqa: E402
@@ -60,14 +63,6 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "us_equities_da
 TARGET_P50_GAP_MS = 3.0
 SENT_BARS = 140
 HORIZON = 5
-
-
-def emit(record: dict[str, Any]) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def progress(message: str) -> None:
-    print(f"[{BENCH}] {message}", file=sys.stderr, flush=True)
 
 
 def load_bars(count: int) -> tuple[tuple[str, ...], dict[str, SeriesInputs]]:
@@ -120,11 +115,6 @@ def body_at(bars: dict[str, SeriesInputs], t: int) -> dict[str, Any]:
     return {"as_of": str(next(iter(bars.values())).dates[t]), "bars": payload}
 
 
-def percentiles(samples_ms: list[float]) -> tuple[float, float]:
-    values = np.asarray(samples_ms)
-    return float(np.percentile(values, 50)), float(np.percentile(values, 99))
-
-
 def bench_in_process(loaded: Any, bodies: list[dict[str, Any]], count: int) -> dict[str, float]:
     from serve.signals import parse_request, score_requests
 
@@ -138,7 +128,7 @@ def bench_in_process(loaded: Any, bodies: list[dict[str, Any]], count: int) -> d
         samples.append((time.perf_counter_ns() - start) / 1e6)
         if not isinstance(result[0], dict):
             raise SystemExit(f"in-process scoring failed: {result[0]}")
-    p50, p99 = percentiles(samples)
+    p50, p99 = percentile(samples, 50), percentile(samples, 99)
     return {"p50_ms": p50, "p99_ms": p99, "requests_per_s": 1000.0 / float(np.mean(samples))}
 
 
@@ -164,7 +154,7 @@ def bench_serve(port: int, bodies: list[dict[str, Any]], count: int, clients: in
         post(connection, payload)
         samples.append((time.perf_counter_ns() - start) / 1e6)
     connection.close()
-    p50, p99 = percentiles(samples)
+    p50, p99 = percentile(samples, 50), percentile(samples, 99)
 
     done = [0] * clients
     failures: list[str] = []
@@ -215,7 +205,7 @@ def main() -> int:
 
     from serve.signals import ServeSignalsConfig, build_app, load_version
 
-    load_before = os.getloadavg()[0]
+    load_before = load_average_1m()
     progress("loading bars and computing features")
     symbols, bars = load_bars(args.symbols)
     features = default_registry()
@@ -254,17 +244,13 @@ def main() -> int:
 
     ours, peer = ours_peer["serve"], ours_peer["in_process"]
     for metric, unit in (("p50_ms", "ms"), ("p99_ms", "ms"), ("requests_per_s", "1/s")):
-        ratio = ours[metric] / peer[metric] if unit == "1/s" else peer[metric] / ours[metric]
-        emit({"bench": BENCH, "metric": metric, "ours": round(ours[metric], 3), "peer": "in_process",
-              "peer_value": round(peer[metric], 3), "ratio": round(ratio, 3), "unit": unit,
-              "symbols": len(symbols), "features": len(names),
-              "clients": args.clients if unit == "1/s" else 1})
+        emit(line(BENCH, metric, ours[metric], "in_process", peer[metric], unit, unit == "1/s", digits=3,
+                  symbols=len(symbols), features=len(names), clients=args.clients if unit == "1/s" else 1))
     gap = ours["p50_ms"] - peer["p50_ms"]
-    print(json.dumps({"bench": BENCH, "summary": True, "p50_gap_ms": round(gap, 3),
-                      "targets": {"serve_p50_within_3ms_of_in_process": gap <= TARGET_P50_GAP_MS},
-                      "symbols": len(symbols), "features": len(names), "model": version.version,
-                      "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-                      "cpus": os.cpu_count()}), flush=True)
+    emit({"bench": BENCH, "summary": True, "p50_gap_ms": round(gap, 3),
+          "targets": {"serve_p50_within_3ms_of_in_process": gap <= TARGET_P50_GAP_MS},
+          "symbols": len(symbols), "features": len(names), "model": version.version,
+          "load_average": [round(load_before, 2), load_average_1m()], "cpus": os.cpu_count()})
     return 0
 
 
