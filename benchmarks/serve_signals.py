@@ -12,21 +12,27 @@ promoted; then ``serve.signals`` on a local Ray (one replica, ``max_batch_size``
 
 Each request asks for every symbol's score at one session of late 2016, carrying the last 140
 bars of each symbol (history_bars of the full feature set is about 61; recursive features want
-more). Both sides do the same work per request: parse the body into inputs, compute the
-model's features, predict.
+more).
 
-- ``in_process``: :func:`serve.signals.parse_request` + :func:`serve.signals.score_requests` on
-  the body as a Python object, in this process, one call at a time (latency), and its
-  throughput as one thread's calls per second.
-- ``serve``: ``POST /v1/signals`` over one keep-alive HTTP connection, one request at a time
-  (latency: JSON encoding, HTTP, the Serve proxy, batching, the replica's work and the answer);
-  then ``--clients`` threads, each with its own connection, for ``--duration-s`` (requests/s).
+- ``in_process`` (the peer, "the model in process"): :func:`serve.signals.score_requests` on
+  bars already in memory as arrays — the model's features and predict, nothing else — one call
+  at a time (latency), and its throughput as one thread's calls per second.
+- ``serve`` (ours, metrics ``p50_ms``, ``p99_ms``, ``requests_per_s``): ``POST /v1/signals`` with
+  an Arrow body (:mod:`amcp.models.wire`) built from per-symbol columns as the ``ml_signal``
+  strategy sends them, over one keep-alive HTTP connection, one request at a time; the timed
+  call includes encoding the body, HTTP, the Serve proxy, parsing and checking the body in the
+  replica, the batch queue, the replica's work and the answer. Then ``--clients`` threads, each
+  with its own connection, for ``--duration-s`` (requests/s).
+- ``p50_ms_json_columns`` / ``p50_ms_json_rows``: the same requests as JSON (columns; bar
+  objects), encoding timed too.
+- ``p50_ms_handle``: the Arrow requests through a Serve DeploymentHandle (no HTTP proxy).
+- ``serve_floor_p50_ms``: no-op round trips (``GET /v1/model``; a handle's ``model()``) — what
+  Serve itself costs on this machine before any work.
 
-Prints JSON lines ``{"bench": "serve_signals", "metric", "ours", "peer", "peer_value", "ratio",
-"unit", ...}`` (``ratio`` > 1 means ours is better: ours/peer for rates, peer/ours for
-latencies), then one summary line saying whether the target was met: Serve p50 within 3 ms of
-the in-process p50. About 2 minutes on two cores (``--quick``: about 1 minute); a shared
-machine makes every number noisy, so the summary gives the load average.
+The summary line says whether the target was met (Serve p50 within 3 ms of the in-process
+p50) and decomposes the replica's time from the ``Server-Timing`` headers (parse, queue,
+score, total). About 2 minutes on two cores (``--quick``: about 1 minute); a shared machine
+makes every number noisy, so the summary gives the load average.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from amcp.features import default_registry  # noqa: E402
 from amcp.features.registry import FeatureRegistry, SeriesInputs  # noqa: E402
 from amcp.models.base import create_model  # noqa: E402
 from amcp.models.registry import ModelRegistry  # noqa: E402
+from amcp.models.wire import ARROW_CONTENT_TYPE, encode_request  # noqa: E402
 
 BENCH = "serve_signals"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "us_equities_daily.parquet"
@@ -116,15 +123,17 @@ def body_at(bars: dict[str, SeriesInputs], t: int) -> dict[str, Any]:
 
 
 def bench_in_process(loaded: Any, bodies: list[dict[str, Any]], count: int) -> dict[str, float]:
+    """The model in process: features from bars already in memory, then predict (no parsing)."""
     from serve.signals import parse_request, score_requests
 
-    for body in bodies[:5]:
-        score_requests(loaded, [parse_request(body, max_symbols=5000, max_bars=5000)])
+    requests = [parse_request(body, max_symbols=5000, max_bars=5000) for body in bodies]
+    for request in requests[:5]:
+        score_requests(loaded, [request])
     samples = []
     for i in range(count):
-        body = bodies[i % len(bodies)]
+        request = requests[i % len(requests)]
         start = time.perf_counter_ns()
-        result = score_requests(loaded, [parse_request(body, max_symbols=5000, max_bars=5000)])
+        result = score_requests(loaded, [request])
         samples.append((time.perf_counter_ns() - start) / 1e6)
         if not isinstance(result[0], dict):
             raise SystemExit(f"in-process scoring failed: {result[0]}")
@@ -132,29 +141,87 @@ def bench_in_process(loaded: Any, bodies: list[dict[str, Any]], count: int) -> d
     return {"p50_ms": p50, "p99_ms": p99, "requests_per_s": 1000.0 / float(np.mean(samples))}
 
 
-def post(connection: http.client.HTTPConnection, payload: bytes) -> dict[str, Any]:
-    connection.request("POST", "/v1/signals", body=payload, headers={"Content-Type": "application/json"})
+def columns_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The same body with each symbol's bars as columns instead of bar objects."""
+    return {**body, "bars": {s: {k: [bar[k] for bar in bars] for k in ("t", "o", "h", "l", "c", "v")}
+                             for s, bars in body["bars"].items()}}
+
+
+ENCODERS = {
+    "arrow": (lambda body: encode_request(body), ARROW_CONTENT_TYPE),
+    "json_columns": (lambda body: json.dumps(body).encode(), "application/json"),
+    "json_rows": (lambda body: json.dumps(body).encode(), "application/json"),
+}
+
+
+SERVER_TIMING: list[dict[str, float]] = []
+"""The replica's own ``Server-Timing`` of every timed single-client request (parse, queue, score, total)."""
+
+
+def post(connection: http.client.HTTPConnection, payload: bytes, content_type: str) -> dict[str, Any]:
+    connection.request("POST", "/v1/signals", body=payload, headers={"Content-Type": content_type})
     response = connection.getresponse()
     data = response.read()
     if response.status != 200:
         raise RuntimeError(f"POST /v1/signals answered {response.status}: {data[:300]!r}")
+    header = response.getheader("Server-Timing") or ""
+    SERVER_TIMING.append({part.split(";dur=")[0].strip(): float(part.split(";dur=")[1])
+                          for part in header.split(",") if ";dur=" in part})
     return json.loads(data)
 
 
-def bench_serve(port: int, bodies: list[dict[str, Any]], count: int, clients: int,
-                duration_s: float) -> dict[str, float]:
-    payloads = [json.dumps(body).encode() for body in bodies]
+def bench_floor(port: int, count: int) -> float:
+    """p50 of ``GET /v1/model`` (no work in the replica): Serve's own HTTP round trip on this machine."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    for payload in payloads[:5]:
-        post(connection, payload)
+    samples = []
+    for i in range(count + 5):
+        start = time.perf_counter_ns()
+        connection.request("GET", "/v1/model")
+        response = connection.getresponse()
+        response.read()
+        if i >= 5:
+            samples.append((time.perf_counter_ns() - start) / 1e6)
+    connection.close()
+    return percentile(samples, 50)
+
+
+def bench_handle(app_name: str, bodies: list[dict[str, Any]], count: int) -> dict[str, float]:
+    """The same Arrow requests through a DeploymentHandle (no HTTP proxy), and the handle's no-op floor."""
+    from ray import serve
+
+    handle = serve.get_deployment_handle("SignalDeployment", app_name=app_name)
+    for body in bodies[:5]:
+        handle.score.remote(encode_request(body)).result()
+        handle.model.remote().result()
+    samples, floor = [], []
+    for i in range(count):
+        start = time.perf_counter_ns()
+        handle.score.remote(encode_request(bodies[i % len(bodies)])).result()
+        samples.append((time.perf_counter_ns() - start) / 1e6)
+        start = time.perf_counter_ns()
+        handle.model.remote().result()
+        floor.append((time.perf_counter_ns() - start) / 1e6)
+    return {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99), "floor_p50_ms": percentile(floor, 50)}
+
+
+def bench_serve(port: int, bodies: list[dict[str, Any]], wire: str, count: int, clients: int,
+                duration_s: float) -> dict[str, float]:
+    """``count`` requests one at a time over one keep-alive connection (encoding the body is timed: a
+    client encodes every request), then ``clients`` threads for ``duration_s`` (0: skip)."""
+    encode, content_type = ENCODERS[wire]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for body in bodies[:5]:
+        post(connection, encode(body), content_type)
     samples = []
     for i in range(count):
-        payload = payloads[i % len(payloads)]
-        start = time.perf_counter_ns()  # JSON encoding is done above, as a client would cache nothing else
-        post(connection, payload)
+        body = bodies[i % len(bodies)]
+        start = time.perf_counter_ns()
+        post(connection, encode(body), content_type)
         samples.append((time.perf_counter_ns() - start) / 1e6)
     connection.close()
-    p50, p99 = percentile(samples, 50), percentile(samples, 99)
+    result = {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99)}
+    if clients == 0:
+        return result
 
     done = [0] * clients
     failures: list[str] = []
@@ -164,7 +231,7 @@ def bench_serve(port: int, bodies: list[dict[str, Any]], count: int, clients: in
         own = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         try:
             while time.perf_counter() < deadline:
-                post(own, payloads[(index + done[index]) % len(payloads)])
+                post(own, encode(bodies[(index + done[index]) % len(bodies)]), content_type)
                 done[index] += 1
         except (OSError, RuntimeError) as exc:
             failures.append(str(exc))
@@ -180,7 +247,7 @@ def bench_serve(port: int, bodies: list[dict[str, Any]], count: int, clients: in
     elapsed = time.perf_counter() - started
     if failures:
         raise SystemExit(f"{len(failures)} clients failed under load, first: {failures[0]}")
-    return {"p50_ms": p50, "p99_ms": p99, "requests_per_s": sum(done) / elapsed}
+    return {**result, "requests_per_s": sum(done) / elapsed}
 
 
 def main() -> int:
@@ -236,8 +303,20 @@ def main() -> int:
             serve.start(http_options={"host": "127.0.0.1", "port": port})
             config = ServeSignalsConfig(registry=StoreConfig(url=root), http_port=port, replica_num_cpus=1)
             serve.run(build_app(config), name="signals-bench", route_prefix="/")
-            progress(f"serve: {args.requests} requests, then {args.clients} clients for {args.duration_s} s")
-            ours_peer["serve"] = bench_serve(port, bodies, args.requests, args.clients, args.duration_s)
+            progress(f"serve (Arrow body): {args.requests} requests, then {args.clients} clients for "
+                     f"{args.duration_s} s")
+            columns = [columns_of(b) for b in bodies]  # what the ml_signal strategy builds from its buffers
+            SERVER_TIMING.clear()
+            ours_peer["serve"] = bench_serve(port, columns, "arrow", args.requests, args.clients, args.duration_s)
+            timed = SERVER_TIMING[5 : 5 + args.requests]  # the single-client phase, after its warm-up
+            server = {key: percentile([t[key] for t in timed], 50) for key in ("parse", "queue", "score", "total")}
+            progress(f"floors: GET /v1/model and a handle, {args.requests} requests each")
+            floor_http = bench_floor(port, args.requests)
+            ours_peer["handle"] = bench_handle("signals-bench", columns, args.requests)
+            for wire in ("json_columns", "json_rows"):
+                progress(f"serve ({wire} body): {args.requests} requests")
+                wire_bodies = columns if wire == "json_columns" else bodies
+                ours_peer[wire] = bench_serve(port, wire_bodies, wire, args.requests, 0, 0.0)
         finally:
             serve.shutdown()
             ray.shutdown()
@@ -246,8 +325,22 @@ def main() -> int:
     for metric, unit in (("p50_ms", "ms"), ("p99_ms", "ms"), ("requests_per_s", "1/s")):
         emit(line(BENCH, metric, ours[metric], "in_process", peer[metric], unit, unit == "1/s", digits=3,
                   symbols=len(symbols), features=len(names), clients=args.clients if unit == "1/s" else 1))
+    for wire in ("json_columns", "json_rows"):
+        for metric in ("p50_ms", "p99_ms"):
+            emit(line(BENCH, f"{metric}_{wire}", ours_peer[wire][metric], "in_process", peer[metric], "ms", False,
+                      digits=3, symbols=len(symbols), features=len(names), clients=1))
+    handle = ours_peer["handle"]
+    emit(line(BENCH, "p50_ms_handle", handle["p50_ms"], "in_process", peer["p50_ms"], "ms", False, digits=3,
+              symbols=len(symbols), features=len(names), clients=1))
+    emit(line(BENCH, "serve_floor_p50_ms", floor_http, "handle_floor", handle["floor_p50_ms"], "ms", False,
+              digits=3, note="no-op round trips: GET /v1/model over HTTP (ours) and model() through a handle"))
     gap = ours["p50_ms"] - peer["p50_ms"]
-    emit({"bench": BENCH, "summary": True, "p50_gap_ms": round(gap, 3),
+    emit({"bench": BENCH, "summary": True, "p50_gap_ms": round(gap, 3), "body": "arrow",
+          "p50_gap_ms_json": {w: round(ours_peer[w]["p50_ms"] - peer["p50_ms"], 3)
+                              for w in ("json_columns", "json_rows")},
+          "p50_gap_ms_handle": round(handle["p50_ms"] - peer["p50_ms"], 3),
+          "replica_p50_ms": {k: round(v, 3) for k, v in server.items()},
+          "serve_floor_p50_ms": {"http": round(floor_http, 3), "handle": round(handle["floor_p50_ms"], 3)},
           "targets": {"serve_p50_within_3ms_of_in_process": gap <= TARGET_P50_GAP_MS},
           "symbols": len(symbols), "features": len(names), "model": version.version,
           "load_average": [round(load_before, 2), load_average_1m()], "cpus": os.cpu_count()})

@@ -94,10 +94,10 @@ def body_at(bars: dict[str, SeriesInputs], t: int) -> dict[str, Any]:
             "market": [{"t": str(market.dates[k]), "c": float(market.market[k])} for k in range(lo, t + 1)]}
 
 
-def post(url: str, body: Any, *, raw: bytes | None = None,
+def post(url: str, body: Any, *, raw: bytes | None = None, content_type: str = "application/json",
          timeout_s: float = 30.0) -> tuple[int, dict[str, Any]]:
     data = raw if raw is not None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.status, json.loads(response.read())
@@ -181,6 +181,23 @@ def test_bad_requests_are_answered_400_with_the_reason(world: dict[str, Any], mu
 
     assert status == 400
     assert re.search(message, answer["error"]), answer
+
+
+def test_columns_and_an_arrow_body_score_exactly_as_bar_objects(world: dict[str, Any]) -> None:
+    from amcp.models.wire import ARROW_CONTENT_TYPE, encode_request
+
+    body = body_at(world["bars"], N_DAYS - 1)
+    columns = {**body, "bars": {s: {k: [bar[k] for bar in bars] for k in ("t", "o", "h", "l", "c", "v")}
+                                for s, bars in body["bars"].items()}}
+
+    as_rows = post(f"{world['url']}/v1/signals", body)
+    as_columns = post(f"{world['url']}/v1/signals", columns)
+    as_arrow = post(f"{world['url']}/v1/signals", None, raw=encode_request(body), content_type=ARROW_CONTENT_TYPE)
+    garbage = post(f"{world['url']}/v1/signals", None, raw=b"not arrow", content_type=ARROW_CONTENT_TYPE)
+
+    assert as_rows[0] == as_columns[0] == as_arrow[0] == 200
+    assert as_rows[1]["scores"] == as_columns[1]["scores"] == as_arrow[1]["scores"]
+    assert garbage[0] == 400 and "not an Arrow IPC stream" in garbage[1]["error"]
 
 
 def test_a_body_that_is_not_json_is_answered_400(world: dict[str, Any]) -> None:

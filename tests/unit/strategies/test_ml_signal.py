@@ -15,6 +15,7 @@ import pytest
 from amcp.data.calendar import midnight_ns
 from amcp.domain import BarBatch, TargetWeight
 from amcp.errors import ConfigError
+from amcp.models.wire import ARROW_CONTENT_TYPE, decode_request, encode_request
 from amcp.strategies.ml_signal import (
     HttpSignalClient,
     MLSignalConfig,
@@ -72,10 +73,14 @@ def test_nothing_is_asked_before_history_bars_and_the_first_body_is_point_in_tim
     assert early == [[], []] and len(endpoint.bodies) == 1
     body = endpoint.bodies[0]
     assert body["as_of"] == str(DAYS[2])
-    assert [bar["t"] for bar in body["bars"]["A"]] == [str(d) for d in DAYS[:3]]
-    assert [bar["c"] for bar in body["bars"]["C"]] == [102.0, 103.0, 104.0]
-    assert body["bars"]["C"][-1] == {"t": str(DAYS[2]), "o": 103.5, "h": 105.0, "l": 103.0, "c": 104.0,
-                                     "v": 1e4}
+    assert body["bars"]["A"]["t"].astype(str).tolist() == [str(d) for d in DAYS[:3]]
+    assert body["bars"]["C"]["c"].tolist() == [102.0, 103.0, 104.0]
+    last = {key: column[-1] for key, column in body["bars"]["C"].items()}
+    assert last == {"t": DAYS[2], "o": 103.5, "h": 105.0, "l": 103.0, "c": 104.0, "v": 1e4}
+    # The market proxy: the equal-weighted index of the universe's closes (1, then the mean daily return).
+    closes = np.array([100.0 + t + np.arange(len(SYMBOLS)) for t in range(3)])
+    assert body["market"]["t"].tolist() == DAYS[:3].tolist()
+    np.testing.assert_allclose(body["market"]["c"], np.cumprod([1.0, *(1 + (closes[1:] / closes[:-1] - 1).mean(1))]))
 
 
 def test_long_short_holds_the_best_and_worst_quantile() -> None:
@@ -173,7 +178,8 @@ def test_state_round_trip_continues_identically() -> None:
     first.client = first_endpoint
 
     assert [first.on_bars(batch(t)) for t in range(4, 9)] == [second.on_bars(batch(t)) for t in range(4, 9)]
-    assert first_endpoint.bodies == twin_endpoint.bodies and first_endpoint.bodies
+    assert first_endpoint.bodies and len(first_endpoint.bodies) == len(twin_endpoint.bodies)
+    assert [encode_request(b) for b in first_endpoint.bodies] == [encode_request(b) for b in twin_endpoint.bodies]
 
 
 def test_a_universe_smaller_than_min_scored_is_refused() -> None:
@@ -191,8 +197,15 @@ def fake_service() -> Iterator[dict[str, Any]]:
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            behaviour["bodies"].append((self.path, body))
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.headers["Content-Type"] == ARROW_CONTENT_TYPE:
+                as_of, decoded = decode_request(raw, max_symbols=100, max_rows=10_000)
+                body = {"as_of": as_of, "bars": {b.symbol: {"t": [str(d) for d in b.dates],
+                                                            **{k: c.tolist() for k, c in zip("ohlcv", b.columns)}}
+                                                 for b in decoded}}
+            else:
+                body = json.loads(raw)
+            behaviour["bodies"].append((self.path, self.headers["Content-Type"], body))
             if behaviour["mode"] == "slow":
                 time.sleep(1.0)
             status, answer = ((400, {"error": "missing history: the model needs 61 bars"})
@@ -223,14 +236,35 @@ def fake_service() -> Iterator[dict[str, Any]]:
         server.server_close()
 
 
-BODY = {"as_of": "2021-03-03", "bars": {"A": [], "B": []}}
+BODY = {"as_of": "2021-03-03", "bars": {
+    "A": {"t": ["2021-03-02", "2021-03-03"], "o": [1.0, 2.0], "h": [2.0, 3.0], "l": [0.5, 1.5], "c": [1.5, 2.5],
+          "v": [100.0, 0.0]},
+    "B": {"t": ["2021-03-03"], "o": [10.0], "h": [11.0], "l": [9.0], "c": [10.5], "v": [7.0]}}}
 
 
-def test_http_client_posts_to_v1_signals_and_parses_the_scores(fake_service: dict[str, Any]) -> None:
-    answer = HttpSignalClient(fake_service["url"] + "/").scores(BODY, timeout_s=2.0)
+@pytest.mark.parametrize(("wire", "content_type"), [("arrow", ARROW_CONTENT_TYPE), ("json", "application/json")])
+def test_http_client_posts_to_v1_signals_and_parses_the_scores(fake_service: dict[str, Any], wire: str,
+                                                               content_type: str) -> None:
+    answer = HttpSignalClient(fake_service["url"] + "/", wire=wire).scores(BODY, timeout_s=2.0)
 
     assert answer == SignalAnswer("v0002-12345678", {"A": 0.5, "B": None})
-    assert fake_service["bodies"] == [("/v1/signals", BODY)]
+    assert fake_service["bodies"] == [("/v1/signals", content_type, BODY)]
+
+
+def test_http_client_sends_numpy_columns_as_json_lists(fake_service: dict[str, Any]) -> None:
+    arrays = {"as_of": BODY["as_of"], "bars": {
+        s: {k: (np.array(v, dtype="datetime64[D]") if k == "t" else np.array(v)) for k, v in bars.items()}
+        for s, bars in BODY["bars"].items()}}
+
+    HttpSignalClient(fake_service["url"], wire="json").scores(arrays, timeout_s=2.0)
+    HttpSignalClient(fake_service["url"], wire="arrow").scores(arrays, timeout_s=2.0)
+
+    assert [body for _, _, body in fake_service["bodies"]] == [BODY, BODY]
+
+
+def test_http_client_refuses_an_unknown_wire_format() -> None:
+    with pytest.raises(ConfigError, match="wire must be"):
+        HttpSignalClient("http://127.0.0.1:9", wire="xml")
 
 
 @pytest.mark.parametrize(("mode", "message"), [("bad", "answered 400: .*missing history"),

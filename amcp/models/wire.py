@@ -1,0 +1,206 @@
+"""The binary body of a scoring request: bars as one Apache Arrow IPC stream.
+
+A ``POST /v1/signals`` body of 50 symbols × 140 daily bars is about 600 KB as JSON objects, and
+decoding it costs more than computing its features (measured in ``benchmarks/serve_signals.py``).
+The same request as an Arrow stream is about 60 KB and decodes without a Python object per value.
+Content type :data:`ARROW_CONTENT_TYPE`.
+
+Layout (one record batch or several; one table):
+
+- schema metadata ``as_of``: the ISO date the scores are for (required);
+- ``symbol``: string (or dictionary of strings) — each symbol's rows contiguous;
+- ``t``: ``date32`` session date; within a symbol oldest first;
+- ``o``, ``h``, ``l``, ``c``, ``v``: numbers (read as float64): open, high, low, close, volume;
+- ``market`` (optional): the market proxy's close on the row's date (null/NaN: unknown).
+
+:func:`encode_request` writes it from the JSON-shaped request (``{"as_of", "bars": {symbol:
+{"t": [...], "o": [...], ...}}, "market": {"t": [...], "c": [...]}}``, columns or row lists);
+:func:`decode_request` reads it back into per-symbol arrays. Checking the values (positive
+prices, increasing dates, history length) is the server's job (``serve/signals.py``); this
+module only refuses what is not a well-formed table of that layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from amcp._typing import FloatArray
+from amcp.errors import DataError
+
+__all__ = [
+    "ARROW_CONTENT_TYPE", "BAR_FIELDS", "DecodedTable", "SymbolBars", "WireError", "decode_request", "decode_table",
+    "encode_request",
+]
+
+ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+BAR_FIELDS = ("o", "h", "l", "c", "v")
+
+
+class WireError(DataError):
+    """A binary request body is not an Arrow stream of the documented layout."""
+
+
+@dataclass(frozen=True, eq=False)
+class SymbolBars:
+    """One symbol's rows of a decoded request: dates, the five bar columns, the market column (or None)."""
+
+    symbol: str
+    dates: np.ndarray
+    columns: tuple[FloatArray, ...]
+    market: FloatArray | None
+
+
+def _column_arrays(bars: Any) -> tuple[np.ndarray, list[FloatArray]]:
+    """Dates and o/h/l/c/v of a symbol given as columns (a mapping of lists) or rows (a list of objects)."""
+    if isinstance(bars, Mapping):
+        dates = np.asarray(bars["t"]).astype("datetime64[D]")
+        return dates, [np.asarray(bars[key], dtype=np.float64) for key in BAR_FIELDS]
+    rows = list(bars)
+    dates = np.array([row["t"] for row in rows], dtype="datetime64[D]")
+    return dates, [np.array([row[key] for row in rows], dtype=np.float64) for key in BAR_FIELDS]
+
+
+def encode_request(body: Mapping[str, Any]) -> bytes:
+    """The Arrow stream of a JSON-shaped request body (see the module docstring).
+
+    Raises:
+        WireError: if the body lacks ``as_of`` or ``bars``, or a symbol's columns are malformed.
+    """
+    try:
+        as_of = str(body["as_of"])
+        symbols, dates, columns = [], [], [[] for _ in BAR_FIELDS]
+        for symbol, bars in body["bars"].items():
+            day, values = _column_arrays(bars)
+            symbols.append((str(symbol), day.size))
+            dates.append(day)
+            for k, value in enumerate(values):
+                columns[k].append(value)
+        market = body.get("market")
+        market_days = market_close = None
+        if market is not None:
+            if isinstance(market, Mapping):
+                market_days = np.asarray(market["t"]).astype("datetime64[D]")
+                market_close = np.asarray(market["c"], dtype=np.float64)
+            else:
+                market_days = np.array([row["t"] for row in market], dtype="datetime64[D]")
+                market_close = np.array([row["c"] for row in market], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WireError(f"cannot encode the request: {type(exc).__name__}: {exc}") from None
+    all_dates = np.concatenate(dates) if dates else np.empty(0, dtype="datetime64[D]")
+    names = [name for name, _ in symbols]
+    counts = np.array([count for _, count in symbols], dtype=np.int64)
+    arrays: dict[str, pa.Array] = {
+        "symbol": pa.DictionaryArray.from_arrays(pa.array(np.repeat(np.arange(len(names), dtype=np.int32), counts)),
+                                                 pa.array(names, type=pa.string())),
+        "t": pa.array(all_dates, type=pa.date32()),
+    }
+    for key, parts in zip(BAR_FIELDS, columns):
+        arrays[key] = pa.array(np.concatenate(parts) if parts else np.empty(0), type=pa.float64())
+    if market_days is not None and market_close is not None:
+        order = np.argsort(market_days, kind="stable")
+        market_days, market_close = market_days[order], market_close[order]
+        at = np.minimum(np.searchsorted(market_days, all_dates), max(market_days.size - 1, 0))
+        found = market_days.size > 0
+        aligned = np.where(found & (market_days[at] == all_dates), market_close[at], np.nan) if found else \
+            np.full(all_dates.size, np.nan)
+        arrays["market"] = pa.array(aligned, type=pa.float64())
+    table = pa.table(arrays).replace_schema_metadata({"as_of": as_of})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _floats(table: pa.Table, name: str) -> FloatArray:
+    column = table.column(name)
+    if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+        raise WireError(f"column {name!r} must be numeric, got {column.type}")
+    return column.to_numpy().astype(np.float64, copy=False)  # nulls become NaN
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedTable:
+    """A decoded request, flat: symbol ``k``'s rows are ``starts[k]:ends[k]`` of every column."""
+
+    as_of: str
+    symbols: tuple[str, ...]
+    starts: np.ndarray
+    ends: np.ndarray
+    dates: np.ndarray
+    columns: tuple[FloatArray, ...]
+    market: FloatArray | None
+
+    def symbol_bars(self) -> list[SymbolBars]:
+        """Each symbol's rows (views of the columns), in first-seen order."""
+        return [SymbolBars(name, self.dates[a:b], tuple(column[a:b] for column in self.columns),
+                           None if self.market is None else self.market[a:b])
+                for name, a, b in zip(self.symbols, self.starts.tolist(), self.ends.tolist())]
+
+
+def decode_table(payload: bytes, *, max_symbols: int, max_rows: int) -> DecodedTable:
+    """The flat columns of an Arrow request body (see :func:`decode_request`)."""
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        raise WireError(f"the body is not an Arrow IPC stream: {exc}") from None
+    metadata = table.schema.metadata or {}
+    if b"as_of" not in metadata:
+        raise WireError("the Arrow schema has no 'as_of' metadata (the ISO date the scores are for)")
+    missing = [name for name in ("symbol", "t", *BAR_FIELDS) if name not in table.column_names]
+    if missing:
+        raise WireError(f"the Arrow table lacks columns {missing}; it needs symbol, t, o, h, l, c, v "
+                        f"(and optionally market)")
+    if table.num_rows == 0:
+        raise WireError("the Arrow table has no rows")
+    if table.num_rows > max_rows:
+        raise WireError(f"{table.num_rows} rows sent, at most {max_rows} are accepted")
+    symbol_column = table.column("symbol")
+    if pa.types.is_dictionary(symbol_column.type):
+        symbol_column = symbol_column.cast(symbol_column.type.value_type)
+    if not (pa.types.is_string(symbol_column.type) or pa.types.is_large_string(symbol_column.type)):
+        raise WireError(f"column 'symbol' must be strings, got {symbol_column.type}")
+    if symbol_column.null_count:
+        raise WireError("column 'symbol' has nulls")
+    dates_column = table.column("t")
+    if not pa.types.is_date32(dates_column.type):
+        raise WireError(f"column 't' must be date32 (session dates), got {dates_column.type}")
+    if dates_column.null_count:
+        raise WireError("column 't' has nulls")
+    # Run boundaries from the string column itself (no Python object per row).
+    symbols_array = symbol_column.combine_chunks()
+    changed = pc.not_equal(symbols_array[1:], symbols_array[:-1]).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.concatenate(([True], changed)))
+    names = tuple(str(symbols_array[int(i)]) for i in starts)
+    if len(set(names)) != len(names):
+        values, counts = np.unique(np.array(names), return_counts=True)
+        repeated = str(values[counts > 1][0])
+        raise WireError(f"the rows of symbol {repeated!r} are not contiguous: send each symbol's rows together")
+    if len(names) > max_symbols:
+        raise WireError(f"{len(names)} symbols asked for, at most {max_symbols} per request")
+    dates = dates_column.to_numpy().astype("datetime64[D]")
+    columns = tuple(_floats(table, name) for name in BAR_FIELDS)
+    market = _floats(table, "market") if "market" in table.column_names else None
+    ends = np.append(starts[1:], table.num_rows)
+    return DecodedTable(metadata[b"as_of"].decode(errors="replace"), names, starts, ends, dates, columns, market)
+
+
+def decode_request(payload: bytes, *, max_symbols: int, max_rows: int) -> tuple[str, list[SymbolBars]]:
+    """``(as_of, bars per symbol in first-seen order)`` of an Arrow request body.
+
+    Args:
+        payload: the body.
+        max_symbols: refuse more symbols than this.
+        max_rows: refuse more rows than this in all (checked before the columns are converted).
+
+    Raises:
+        WireError: naming what is wrong (not an Arrow stream, a missing or mistyped column,
+            no ``as_of``, a symbol whose rows are not contiguous, too many symbols or rows).
+    """
+    decoded = decode_table(payload, max_symbols=max_symbols, max_rows=max_rows)
+    return decoded.as_of, decoded.symbol_bars()
