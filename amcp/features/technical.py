@@ -22,8 +22,10 @@ Conventions (each feature's docstring states its formula, window and smoothing):
 from __future__ import annotations
 
 import functools
+import weakref
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -105,6 +107,30 @@ def directional_movement(high: FloatArray, low: FloatArray, close: FloatArray,
     minus_di = 100.0 * safe_div(wilder_sum(minus_dm, period), tr_sum)
     dx = 100.0 * safe_div(np.abs(plus_di - minus_di), plus_di + minus_di)
     return plus_di, minus_di, wilder(dx, period)
+
+
+_SHARED: weakref.WeakKeyDictionary[SeriesInputs, dict[tuple[object, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def _shared(b: SeriesInputs, key: tuple[object, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per inputs object: MACD's line, signal and histogram (and ±DI and ADX)
+    come from one computation instead of three. Entries live as long as ``b`` does; the arrays
+    are read by the features, never written."""
+    memo = _SHARED.get(b)
+    if memo is None:
+        memo = _SHARED[b] = {}
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
+def _macd(b: SeriesInputs, fast: int, slow: int, signal: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    return _shared(b, ("macd", fast, slow, signal), lambda: macd(b.close, fast, slow, signal))  # type: ignore[no-any-return]
+
+
+def _directional(b: SeriesInputs, period: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    return _shared(b, ("dm", period),  # type: ignore[no-any-return]
+                   lambda: directional_movement(b.high, b.low, b.close, period))
 
 
 def _typical_price(b: SeriesInputs) -> FloatArray:
@@ -321,21 +347,21 @@ def macd_12_26(b: SeriesInputs) -> FloatArray:
     EMAs seeded by their first SMA (TA-Lib/backtrader ``EMA``); equals TA-Lib ``MACD(12, 26, 9)``'s
     line divided by ``C`` once TA-Lib's later seed of the fast EMA has decayed (~150 bars).
     """
-    line, _, _ = macd(b.close, 12, 26, 9)
+    line, _, _ = _macd(b, 12, 26, 9)
     return safe_div(line, b.close)
 
 
 @_register("macd_signal_12_26_9", window=34, group="trend")
 def macd_signal_12_26_9(b: SeriesInputs) -> FloatArray:
     """MACD signal over the close: ``EMA_9(MACD line) / C`` (price-unit line ``EMA_12(C) - EMA_26(C)``)."""
-    _, signal, _ = macd(b.close, 12, 26, 9)
+    _, signal, _ = _macd(b, 12, 26, 9)
     return safe_div(signal, b.close)
 
 
 @_register("macd_hist_12_26_9", window=34, group="trend")
 def macd_hist_12_26_9(b: SeriesInputs) -> FloatArray:
     """MACD histogram over the close: ``(line - EMA_9(line)) / C`` with ``line = EMA_12(C) - EMA_26(C)``."""
-    _, _, histogram = macd(b.close, 12, 26, 9)
+    _, _, histogram = _macd(b, 12, 26, 9)
     return safe_div(histogram, b.close)
 
 
@@ -343,7 +369,7 @@ def macd_hist_12_26_9(b: SeriesInputs) -> FloatArray:
 def plus_di_14(b: SeriesInputs) -> FloatArray:
     """Wilder's +DI, 14 bars, TA-Lib ``PLUS_DI``: ``100 S(+DM) / S(TR)`` with Wilder running sums
     (see ``adx_14``); NaN when ``S(TR) = 0``."""
-    plus, _, _ = directional_movement(b.high, b.low, b.close, 14)
+    plus, _, _ = _directional(b, 14)
     return plus
 
 
@@ -351,7 +377,7 @@ def plus_di_14(b: SeriesInputs) -> FloatArray:
 def minus_di_14(b: SeriesInputs) -> FloatArray:
     """Wilder's −DI, 14 bars, TA-Lib ``MINUS_DI``: ``100 S(−DM) / S(TR)`` with Wilder running sums
     (see ``adx_14``); NaN when ``S(TR) = 0``."""
-    _, minus, _ = directional_movement(b.high, b.low, b.close, 14)
+    _, minus, _ = _directional(b, 14)
     return minus
 
 
@@ -364,7 +390,7 @@ def adx_14(b: SeriesInputs) -> FloatArray:
     ``DX = 100 |+DI − −DI| / (+DI + −DI)`` (NaN when both are 0, skipped by the smoother);
     ``ADX = Wilder_14(DX)``, first at bar 27.
     """
-    _, _, adx = directional_movement(b.high, b.low, b.close, 14)
+    _, _, adx = _directional(b, 14)
     return adx
 
 
