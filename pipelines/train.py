@@ -19,9 +19,14 @@ Steps:
 5. score every model and two naive baselines (``momentum``: the ``momentum_window``-day return;
    ``zero``: no signal) on the same test rows: IC, rank IC, ICIR, sign accuracy, AUC
    (:mod:`amcp.models.metrics`) and a long-short portfolio (:mod:`amcp.models.evaluate`), per
-   fold and over all folds together;
-6. write ``leaderboard.csv``/``.md`` (all folds), ``folds.csv`` (per fold), ``cumulative_returns.png``
-   and ``predictions.parquet`` under ``<output_dir>/<run-id>/``, save each family's model of the
+   fold and over all folds together; with ``evaluation.engine: true`` (the default) each model's
+   all-fold long-short book also runs through the event-driven backtest engine
+   (:func:`amcp.models.engine_eval.engine_long_short`: the live ``ml_signal`` strategy, whole-share
+   sizing, risk checks, next-open fills with slippage, fees and a participation cap), giving the
+   leaderboard's ``bt_*`` columns (NaN with the engine off);
+6. write ``leaderboard.csv``/``.md`` (all folds), ``folds.csv`` (per fold), ``cumulative_returns.png``,
+   ``predictions.parquet`` and (engine on) ``engine_equity.csv`` (``date``, ``model``, ``equity``:
+   the engine's account equity at each session's close) under ``<output_dir>/<run-id>/``, save each family's model of the
    last fold under ``models/<family>/`` and, with ``registry.register: true``, register it in
    :class:`amcp.models.registry.ModelRegistry`.
 
@@ -40,7 +45,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -49,10 +54,14 @@ from tqdm import tqdm
 
 from actors.cluster import connect_ray
 from amcp._typing import FloatArray, IntArray
+from amcp.backtest.metrics import compute_metrics
 from amcp.config import DataConfig, RunConfig, load_config
+from amcp.data.bars import BarPanel
 from amcp.errors import AmcpError, ConfigError, DataError
-from amcp.models.base import SignalModel, build_windows, create_model, load_model
+from amcp.models.base import ModelError, SignalModel, build_windows, create_model, load_model
+from amcp.models.engine_eval import engine_long_short
 from amcp.models.evaluate import (
+    ENGINE_COLUMNS,
     leaderboard,
     long_short_backtest,
     momentum_signal,
@@ -107,8 +116,14 @@ class FoldConfig(_Model):
 class EvaluationConfig(_Model):
     quantile: float = Field(0.2, gt=0, le=0.5, description="share of symbols held long, and short")
     rebalance_every: int = Field(5, ge=1, description="dates between long-short rebalances")
-    cost_bps: float = Field(5.0, ge=0, description="cost per unit of traded weight, basis points")
+    cost_bps: float = Field(5.0, ge=0, description="cost per unit of traded weight, basis points; the engine: "
+                                                   "adverse slippage per fill, basis points of its price")
     momentum_window: int = Field(20, ge=1, description="lookback of the momentum baseline, in bars")
+    engine: bool = Field(True, description="also run each model's all-fold long-short book through "
+                                           "the backtest engine")
+    starting_cash_usd: float = Field(1_000_000.0, gt=0, description="the engine account's starting cash, USD")
+    participation_rate: float | None = Field(
+        0.05, gt=0, le=1, description="the engine's cap on a fill as a fraction of the bar's volume; null: no cap")
 
 
 class TrainRayConfig(_Model):
@@ -167,6 +182,8 @@ class TrainingData:
         target: what the models are trained on (the label or its rank transform).
         date_axis: sorted unique dates of the rows.
         panel_dates: shape (T,) the bars' session dates; ``close`` is (T, N) over ``panel_symbols``.
+        panel: the whole bar panel (OHLCV) on ``panel_dates`` × ``panel_symbols``, for the backtest
+            engine; None when only closes are known (the engine is then skipped).
     """
 
     feature_names: tuple[str, ...]
@@ -180,6 +197,7 @@ class TrainingData:
     panel_dates: np.ndarray
     panel_symbols: tuple[str, ...]
     close: FloatArray
+    panel: BarPanel | None = None
 
     def panel_index(self, rows: IntArray) -> tuple[IntArray, IntArray]:
         """The panel (date, symbol) coordinates of ``rows`` (-1 where a row is off the panel)."""
@@ -205,11 +223,15 @@ def _rank_target(dates: np.ndarray, label: FloatArray) -> FloatArray:
 
 def build_training_data(frame: pd.DataFrame, *, feature_names: tuple[str, ...], label_column: str | None,
                         horizon: int, target: str, panel_dates: np.ndarray, panel_symbols: tuple[str, ...],
-                        close: FloatArray) -> TrainingData:
+                        close: FloatArray, panel: BarPanel | None = None) -> TrainingData:
     """Align a feature frame (``date``, ``symbol``, features…) with the bars and label every row.
 
+    ``panel``, when given, is kept on the result for the backtest engine; it must be the bars
+    ``panel_dates``, ``panel_symbols`` and ``close`` describe.
+
     Raises:
-        DataError: if a feature column is missing or no row has a label.
+        DataError: if a feature column is missing, no row has a label, or ``panel`` disagrees with
+            ``panel_dates``/``panel_symbols``/``close``.
     """
     from amcp.features.labels import forward_returns
 
@@ -223,6 +245,12 @@ def build_training_data(frame: pd.DataFrame, *, feature_names: tuple[str, ...], 
     values = ordered[list(feature_names)].to_numpy(dtype=np.float64)
     dates_axis = np.asarray(panel_dates, dtype="datetime64[D]")
     prices = np.asarray(close, dtype=np.float64)
+    if panel is not None and (tuple(panel.symbols) != tuple(panel_symbols) or len(panel) != dates_axis.size
+                              or not (panel.dates.astype("datetime64[D]") == dates_axis).all()
+                              or panel.close.shape != prices.shape):
+        raise DataError(f"the bar panel ({len(panel)} sessions × {len(panel.symbols)} symbols) is not the one "
+                        f"panel_dates ({dates_axis.size}), panel_symbols ({len(panel_symbols)}) and close "
+                        f"{prices.shape} describe")
     if label_column:
         label = ordered[label_column].to_numpy(dtype=np.float64)
     else:
@@ -235,7 +263,7 @@ def build_training_data(frame: pd.DataFrame, *, feature_names: tuple[str, ...], 
         raise DataError("no feature row has a label: do the feature set and the bars cover the same dates and symbols?")
     train_target = _rank_target(row_dates, label) if target == "rank" else label
     return TrainingData(feature_names, values, row_dates, row_symbols, position, label, train_target,
-                        np.unique(row_dates), dates_axis, tuple(panel_symbols), prices)
+                        np.unique(row_dates), dates_axis, tuple(panel_symbols), prices, panel)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -424,7 +452,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_inputs(config: TrainJobConfig) -> TrainingData:
-    """Read the feature set and the bars and build the labelled data set."""
+    """Read the feature set and the bars and build the labelled data set (keeping the whole bar panel)."""
     from amcp.data.bars import load_daily_bars
     from amcp.features.store import read_features, read_manifest
 
@@ -446,7 +474,7 @@ def load_inputs(config: TrainJobConfig) -> TrainingData:
     panel, _ = load_daily_bars(config.data)
     return build_training_data(frame, feature_names=tuple(feature_names), label_column=config.label.column,
                                horizon=config.label.horizon, target=config.label.target, panel_dates=panel.dates,
-                               panel_symbols=panel.symbols, close=np.asarray(panel.close))
+                               panel_symbols=panel.symbols, close=np.asarray(panel.close), panel=panel)
 
 
 def make_jobs(data: TrainingData, config: TrainJobConfig) -> tuple[list[Any], list[FitJob]]:
@@ -464,10 +492,86 @@ def make_jobs(data: TrainingData, config: TrainJobConfig) -> tuple[list[Any], li
     return folds, jobs
 
 
-def evaluate(data: TrainingData, jobs: list[FitJob], outcomes: list[FitOutcome],
-             evaluation: EvaluationConfig) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, tuple[np.ndarray, FloatArray]],
-                                                    pd.DataFrame]:
-    """Per-fold and all-fold scores of every model and baseline; the LS curves; the prediction table."""
+@dataclass(frozen=True, eq=False)
+class EngineRun:
+    """One model's all-fold long-short book run through the backtest engine.
+
+    Attributes:
+        columns: the :data:`ENGINE_COLUMNS` values (NaN when the engine was not run).
+        dates: shape (S,), the sessions run (empty when not run).
+        equity: shape (S,), the account equity at each session's close.
+        note: why the engine was not run, or "" when it was.
+    """
+
+    columns: dict[str, float]
+    dates: np.ndarray
+    equity: FloatArray
+    note: str = ""
+
+
+def _no_engine(note: str) -> EngineRun:
+    empty = np.array([], dtype="datetime64[D]")
+    return EngineRun({c: math.nan for c in ENGINE_COLUMNS}, empty, np.array([]), note)
+
+
+def engine_backtest(data: TrainingData, rows: IntArray, scores: FloatArray,
+                    evaluation: EvaluationConfig) -> EngineRun:
+    """Run the long-short book of ``scores`` (one per row of ``rows``) through the backtest engine.
+
+    The scores become a (sessions × symbols) matrix on the whole panel (NaN off the rows) handed
+    to :func:`engine_long_short` with the evaluation's quantile, rebalance period, ``cost_bps`` (as
+    slippage), starting cash and participation cap, and Alpaca's fees. A signal without two
+    different scores on any date (the ``zero`` baseline) holds no book, as in the vectorised
+    backtest (whereas the strategy would break the ties by universe order): the account stays at
+    its starting cash over the scored sessions and no engine run is made.
+
+    Returns NaN columns with a note when ``data`` has no bar panel or the engine refuses the
+    signal (:class:`~amcp.models.base.ModelError`, e.g. no date with two scores).
+    """
+    if data.panel is None:
+        return _no_engine("no bar panel")
+    signal = _signal_matrix(data, rows, scores, data.panel_dates)
+    finite = np.isfinite(signal)
+    highest = np.where(finite, signal, -np.inf).max(axis=1)
+    if not (highest > np.where(finite, signal, np.inf).min(axis=1)).any():
+        scored = np.flatnonzero(finite.sum(axis=1) >= 2)
+        if scored.size == 0:
+            return _no_engine("no date has a score for two symbols")
+        dates = data.panel_dates[scored[0]: scored[-1] + 1]
+        equity = np.full(dates.size, float(evaluation.starting_cash_usd))
+        flat = compute_metrics(np.concatenate(([equity[0]], equity)))
+        return EngineRun({"bt_total_return": flat["total_return"], "bt_sharpe": flat["sharpe"],
+                          "bt_max_drawdown": flat["max_drawdown"], "bt_turnover": 0.0, "bt_fills": 0.0},
+                         dates, equity, "constant signal: no book held")
+    try:
+        result = engine_long_short(data.panel, signal, quantile=evaluation.quantile,
+                                   rebalance_every=evaluation.rebalance_every, cost_bps=evaluation.cost_bps,
+                                   starting_cash_usd=evaluation.starting_cash_usd,
+                                   participation_rate=evaluation.participation_rate, fees=True)
+    except ModelError as exc:
+        return _no_engine(str(exc).splitlines()[0][:300])
+    m = result.metrics
+    return EngineRun({"bt_total_return": m["total_return"], "bt_sharpe": m["sharpe"],
+                      "bt_max_drawdown": m["max_drawdown"], "bt_turnover": m["turnover"], "bt_fills": m["fills"]},
+                     result.dates, result.equity,
+                     f"{result.score_failures} rebalances without scores" if result.score_failures else "")
+
+
+def evaluate(data: TrainingData, jobs: list[FitJob], outcomes: list[FitOutcome], evaluation: EvaluationConfig,
+             log: Callable[[str], None] | None = None,
+             ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, tuple[np.ndarray, FloatArray]], pd.DataFrame,
+                        pd.DataFrame]:
+    """Per-fold and all-fold scores of every model and baseline; the LS curves; the prediction table.
+
+    With ``evaluation.engine`` each model's (and baseline's) all-fold book also runs through the
+    backtest engine (:func:`engine_backtest`), filling the leaderboard's :data:`ENGINE_COLUMNS`
+    (NaN with the engine off or without a bar panel), and ``log`` (if given) gets one line per run.
+
+    Returns:
+        the leaderboard, the per-fold scores, each model's (dates, vectorised LS daily returns),
+        the predictions, and the engine's equity curves (``date``, ``model``, ``equity``; empty
+        with the engine off).
+    """
     next_returns = next_period_returns(data.close)
     momentum = momentum_signal(data.close, evaluation.momentum_window)
     test_rows = {job.fold: job.test_rows for job in jobs}
@@ -479,6 +583,8 @@ def evaluate(data: TrainingData, jobs: list[FitJob], outcomes: list[FitOutcome],
         for name, values in _baseline_scores(data, rows, momentum).items():
             scores.setdefault(name, {})[fold] = values
     fold_rows, board_rows, curves, tables = [], [], {}, []
+    engine_columns: dict[str, dict[str, float]] = {}
+    equities: list[pd.DataFrame] = []
     for name, per_fold in scores.items():
         for fold, values in sorted(per_fold.items()):
             metrics, _, _ = score(data, name, test_rows[fold], values, evaluation, next_returns)
@@ -488,11 +594,28 @@ def evaluate(data: TrainingData, jobs: list[FitJob], outcomes: list[FitOutcome],
                                         "label": data.label[test_rows[fold]]}))
         folds = sorted(per_fold)
         rows = np.concatenate([test_rows[f] for f in folds])
-        metrics, dates, returns = score(data, name, rows, np.concatenate([per_fold[f] for f in folds]), evaluation,
-                                        next_returns)
+        all_scores = np.concatenate([per_fold[f] for f in folds])
+        metrics, dates, returns = score(data, name, rows, all_scores, evaluation, next_returns)
         curves[name] = (dates, returns)
-        board_rows.append({"model": name, "folds": len(folds), **metrics})
-    return leaderboard(board_rows), pd.DataFrame(fold_rows), curves, pd.concat(tables, ignore_index=True)
+        if evaluation.engine:
+            started = time.perf_counter()
+            run = engine_backtest(data, rows, all_scores, evaluation)
+            engine_columns[name] = run.columns
+            if run.dates.size:
+                equities.append(pd.DataFrame({"date": run.dates, "model": name, "equity": run.equity}))
+            if log is not None:
+                c = run.columns
+                line = (f"engine: {name}: {run.dates.size} sessions, total return {c['bt_total_return']:.2%}, "
+                        f"sharpe {c['bt_sharpe']:.2f}, max drawdown {c['bt_max_drawdown']:.2%}, "
+                        f"{c['bt_fills']:.0f} fills") if run.dates.size else f"engine: {name}: not run"
+                log(f"{line}{f' ({run.note})' if run.note else ''} in {time.perf_counter() - started:.1f} s")
+        board_rows.append({"model": name, "folds": len(folds), **metrics,
+                           **engine_columns.get(name, dict.fromkeys(ENGINE_COLUMNS, math.nan))})
+    board = leaderboard(board_rows)
+    equity = (pd.concat(equities, ignore_index=True) if equities
+              else pd.DataFrame({"date": pd.Series(dtype="datetime64[s]"), "model": pd.Series(dtype=str),
+                                 "equity": pd.Series(dtype=np.float64)}))
+    return board, pd.DataFrame(fold_rows), curves, pd.concat(tables, ignore_index=True), equity
 
 
 def _register(config: TrainJobConfig, finals: dict[str, tuple[SignalModel, Any]], board: pd.DataFrame,
@@ -542,8 +665,13 @@ def main(argv: list[str] | None = None) -> int:
             if started:
                 ray.shutdown()
         failures = [{"family": o.family, "fold": o.fold, "reason": o.error} for o in outcomes if o.error]
-        board, per_fold, curves, predictions = evaluate(data, jobs, outcomes, config.evaluation)
+        board, per_fold, curves, predictions, engine_equity = evaluate(
+            data, jobs, outcomes, config.evaluation,
+            log=None if args.quiet else (lambda line: print(line, file=sys.stderr)))
         files = write_leaderboard(board, run_dir)
+        if config.evaluation.engine:
+            engine_equity.to_csv(run_dir / "engine_equity.csv", index=False)
+            files["engine_equity"] = str(run_dir / "engine_equity.csv")
         per_fold.to_csv(run_dir / "folds.csv", index=False)
         predictions.to_parquet(run_dir / "predictions.parquet", index=False)
         files.update(folds=str(run_dir / "folds.csv"), predictions=str(run_dir / "predictions.parquet"),
@@ -562,7 +690,8 @@ def main(argv: list[str] | None = None) -> int:
             "features": len(data.feature_names), "folds": len(folds),
             "fold_test_dates": [[str(f.test_dates[0]), str(f.test_dates[-1])] for f in folds],
             "models": {row["model"]: {k: _finite(row[k]) for k in ("rank_ic_mean", "ic_mean", "icir", "auc",
-                                                                     "ls_sharpe", "ls_total_return")}
+                                                                     "ls_sharpe", "ls_total_return",
+                                                                     "bt_sharpe", "bt_total_return")}
                        for row in board.to_dict("records")},
             "best": board["model"].iloc[0] if len(board) else None,
             "failures": failures, "registered": registered, "files": files,

@@ -1,9 +1,10 @@
 """What a signal is worth as a portfolio: a long-short backtest, naive baselines, a leaderboard and a chart.
 
-The long-short portfolio is computed vectorised over a dates × symbols panel (the event-driven
-:class:`~amcp.backtest.engine.BacktestEngine` runs configured strategies through sizing, risk and
-a simulated venue; it has no strategy that takes target weights, so it is not used here).
-Its equity curve goes through the engine's metrics (:func:`amcp.backtest.metrics.compute_metrics`).
+The long-short portfolio here is computed vectorised over a dates × symbols panel — fast, per
+fold, with idealised trading (at the signal's close, constant weights, a flat cost). Its equity
+curve goes through the engine's metrics (:func:`amcp.backtest.metrics.compute_metrics`). The same
+book run through the event-driven engine (next-open fills, whole shares, risk, fees) is
+:func:`amcp.models.engine_eval.engine_long_short`.
 
 Portfolio, for a signal ``S[t, i]`` known at the close of date ``t`` and the next-period return
 ``R[t, i] = close[t+1, i] / close[t, i] - 1``:
@@ -38,6 +39,7 @@ from amcp.backtest.metrics import compute_metrics
 from amcp.models.base import ModelError
 
 __all__ = [
+    "ENGINE_COLUMNS",
     "LEADERBOARD_COLUMNS",
     "LongShortResult",
     "leaderboard",
@@ -50,11 +52,15 @@ __all__ = [
     "write_leaderboard",
 ]
 
+ENGINE_COLUMNS: tuple[str, ...] = ("bt_total_return", "bt_sharpe", "bt_max_drawdown", "bt_turnover", "bt_fills")
+"""The leaderboard's columns from the long-short book run through the backtest engine
+(:mod:`amcp.models.engine_eval`); NaN where it was not run."""
+
 LEADERBOARD_COLUMNS: tuple[str, ...] = (
     "model", "rank_ic_mean", "rank_icir", "ic_mean", "icir", "accuracy", "auc",
-    "ls_total_return", "ls_cagr", "ls_sharpe", "ls_max_drawdown", "ls_turnover", "folds", "ic_dates",
+    "ls_total_return", "ls_cagr", "ls_sharpe", "ls_max_drawdown", "ls_turnover", *ENGINE_COLUMNS, "folds", "ic_dates",
 )
-"""Columns of :func:`leaderboard`, in display order."""
+"""Columns of :func:`leaderboard`, in display order (``ls_*``: the vectorised book; ``bt_*``: the engine's)."""
 
 
 @dataclass(frozen=True, eq=False)

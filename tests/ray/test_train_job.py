@@ -75,6 +75,22 @@ def test_every_family_trains_on_every_fold_is_ranked_against_baselines_and_regis
     assert list(board["rank_ic_mean"].dropna()) == sorted(board["rank_ic_mean"].dropna(), reverse=True)
     assert (board["folds"] == 2).all() and (board.loc[board["model"] != "zero", "ic_dates"] == 2 * 120 - 5).all()  # last 5: no label yet
     assert Path(summary["files"]["chart"]).read_bytes()[:4] == b"\x89PNG"
+    # Every model's all-fold book also ran through the backtest engine.
+    columns = list(board.columns)
+    assert columns[columns.index("ls_turnover") + 1:][:5] == list(train.ENGINE_COLUMNS)
+    traded = board[board["model"] != "zero"]
+    assert np.isfinite(traded[list(train.ENGINE_COLUMNS)].to_numpy()).all() and (traded["bt_fills"] > 0).all()
+    assert "bt_sharpe" in Path(summary["files"]["markdown"]).read_text().splitlines()[0]
+    for name, entry in summary["models"].items():
+        assert {"bt_sharpe", "bt_total_return"} <= set(entry), name
+        expected = board.set_index("model").loc[name, "bt_total_return"]
+        assert entry["bt_total_return"] == pytest.approx(expected), name
+    equity = pd.read_csv(summary["files"]["engine_equity"])
+    assert Path(summary["files"]["engine_equity"]).name == "engine_equity.csv"
+    assert set(equity["model"]) == families | {"momentum", "zero"}
+    assert (equity.groupby("model").size() == 2 * 120).all()  # the test sessions of both folds
+    last = equity.groupby("model")["equity"].last() / 1_000_000 - 1
+    assert last.to_dict() == pytest.approx(board.set_index("model")["bt_total_return"].to_dict(), rel=1e-6)
     predictions = pd.read_parquet(summary["files"]["predictions"])
     assert predictions.groupby("model").size().nunique() == 1  # every model and baseline on the same rows
     registry = ModelRegistry(str(tmp_path / "registry"))

@@ -71,7 +71,8 @@ def test_bad_portfolio_parameters_are_refused() -> None:
 def _row(model: str, rank_ic: float) -> dict[str, object]:
     return {"model": model, "rank_ic_mean": rank_ic, "rank_icir": 0.1, "ic_mean": 0.01, "icir": 0.1,
             "accuracy": 0.5, "auc": 0.5, "ls_total_return": 0.0, "ls_cagr": 0.0, "ls_sharpe": 0.0,
-            "ls_max_drawdown": 0.0, "ls_turnover": 0.0, "folds": 2, "ic_dates": 10.0}
+            "ls_max_drawdown": 0.0, "ls_turnover": 0.0, "bt_total_return": 0.0, "bt_sharpe": 0.0,
+            "bt_max_drawdown": 0.0, "bt_turnover": 0.0, "bt_fills": 0.0, "folds": 2, "ic_dates": 10.0}
 
 
 def test_the_leaderboard_ranks_by_mean_rank_ic_with_undefined_last_and_writes_csv_markdown(tmp_path) -> None:
