@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from amcp.errors import ConfigError
 
@@ -493,6 +501,224 @@ class IngestConfig(_Model):
     ray: IngestRayConfig = IngestRayConfig()
 
 
+# --------------------------------------------------------------------------- features job (pipelines/features.py)
+
+
+class FeatureSelectionConfig(_Model):
+    names: tuple[str, ...] = Field((), description="features to compute (series or cross-sectional); empty = all")
+
+
+class FeatureLabelConfig(_Model):
+    forward_return_horizons: tuple[int, ...] = Field(
+        (1, 5, 20), description="label_fwd_ret_<h> = close[t+h]/close[t] - 1 on the date axis, for each h")
+
+    @field_validator("forward_return_horizons")
+    @classmethod
+    def _horizons(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(h < 1 for h in value) or len(set(value)) != len(value):
+            raise ValueError(f"horizons must be distinct whole numbers of bars >= 1, got {list(value)}")
+        return value
+
+
+class FeatureRayConfig(_Model):
+    address: str | None = Field(None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
+    symbols_per_task: int = Field(8, ge=1, description="symbols one feature task computes")
+    task_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per feature task")
+    max_tasks_in_flight: int = Field(8, ge=1, description="feature tasks running or queued at once")
+
+
+class FeatureOutputConfig(_Model):
+    store: StoreConfig | None = Field(
+        None, description="feature store root; null = <run.output_dir>/<run-id>/features")
+    partition_by: Literal["symbol", "year"] = Field(
+        "symbol", description="one Parquet file per symbol or per year")
+
+
+class FeaturesJobConfig(_Model):
+    """``configs/features.yaml``: compute features and labels into the feature store."""
+
+    kind: Literal["features"] = "features"
+    run: RunConfig = RunConfig(name="features")
+    data: DataConfig
+    features: FeatureSelectionConfig = FeatureSelectionConfig()
+    labels: FeatureLabelConfig = FeatureLabelConfig()
+    ray: FeatureRayConfig = FeatureRayConfig()
+    output: FeatureOutputConfig = FeatureOutputConfig()
+
+
+# --------------------------------------------------------------------------- scan job (pipelines/scan.py)
+# The scanner's own settings live here too (re-exported by amcp.options.scanner), so that importing
+# this module never pulls in the numpy/numba scan kernels.
+
+ExerciseStyle = Literal["american", "european"]
+StructureFamily = Literal["vertical", "butterfly", "iron_condor"]
+
+
+class LiquidityFilter(_Model):
+    """Which contracts are tradeable; a contract must pass every rule (NaN fails a rule that is set)."""
+
+    min_bid: float = Field(0.01, gt=0, description="lowest bid a contract needs (per unit of underlying)")
+    min_open_interest: float = Field(0.0, ge=0, description="lowest open interest; 0 also admits an unknown one")
+    min_volume: float = Field(0.0, ge=0, description="lowest day volume; 0 also admits an unknown one")
+    max_spread_abs: float | None = Field(None, gt=0, description="widest ask − bid (per unit of underlying)")
+    max_spread_rel: float | None = Field(None, gt=0, description="widest (ask − bid) / mid")
+
+
+class ScannerConfig(_Model):
+    """What :func:`amcp.options.scanner.scan_chain` looks for and how far it searches."""
+
+    style: ExerciseStyle = Field("american", description="exercise style of the chain's options (US equity: american)")
+    filters: LiquidityFilter = LiquidityFilter()
+    min_violation: float = Field(0.001, ge=0, description="smallest arbitrage size reported (per unit of underlying)")
+    include_mid_violations: bool = Field(False, description="also report the violations at mid prices")
+    arbitrage_max_strikes_apart: int | None = Field(
+        None, ge=1, description="widest pair/triple in listed strikes for the arbitrage checks (null: all)")
+    structures: tuple[StructureFamily, ...] = Field(("vertical", "butterfly", "iron_condor"), min_length=0,
+                                                    description="structure families to rank")
+    vertical_max_strikes_apart: int | None = Field(None, ge=1,
+                                                   description="widest vertical in listed strikes (null: all)")
+    butterfly_max_wing_strikes: int | None = Field(10, ge=1, description="widest butterfly wing in listed strikes")
+    condor_max_wing_strikes: int | None = Field(5, ge=1, description="widest iron-condor wing in listed strikes")
+    min_risk: float = Field(0.01, gt=0, description="a max loss below this counts as this in ev_per_risk")
+    top_per_structure: int = Field(20, ge=1, description="candidates kept per structure")
+    block_size: int = Field(1 << 20, ge=1024, description="candidates evaluated per array block (bounds memory)")
+
+
+class VendorFileSource(_Model):
+    """A historicaloptiondata.com end-of-day file (Parquet or CSV), every chain in it or a selection."""
+
+    kind: Literal["vendor_file"] = "vendor_file"
+    path: str = Field(min_length=1, description="Parquet or CSV file in the vendor layout")
+    underlyings: tuple[str, ...] = Field((), description="underlyings to scan; empty scans all in the file")
+    quote_dates: tuple[date, ...] = Field((), description="quote dates to scan; empty scans all in the file")
+    max_chains: int | None = Field(None, ge=1, description="scan at most this many chains (the first by date)")
+
+
+class StoreSource(_Model):
+    """Chains in the market-data store's ``options/chains`` dataset."""
+
+    kind: Literal["store"] = "store"
+    store: StoreConfig = StoreConfig()
+    underlyings: tuple[str, ...] = Field(min_length=1, description="underlyings to scan")
+    quote_dates: tuple[date, ...] = Field(min_length=1, description="quote dates (New York) to scan")
+
+
+class SyntheticUnderlying(_Model):
+    """One synthetic chain: its underlying and smile (see :func:`amcp.options.synthetic.synthetic_chain`)."""
+
+    symbol: str = Field(pattern=r"^[A-Z0-9.]{1,6}$", description="root symbol, 1-6 upper-case characters")
+    spot: float = Field(gt=0, description="the underlying's price")
+    strike_step: float = Field(gt=0, description="distance between strikes (a multiple of 0.001)")
+    atm_vol: float = Field(0.2, gt=0, description="ATM vol of the shortest expiries (0.2 = 20 %)")
+    skew: float = Field(-0.1, description="ATM slope of vol per unit of log-moneyness (negative: put skew)")
+    curvature: float = Field(2.0, gt=0, description="SSVI φ: how fast the smile turns up away from the money")
+    term: float = Field(0.0, description="ATM vol change per year of time to expiry")
+
+
+_DEFAULT_SYNTHETIC = (
+    SyntheticUnderlying(symbol="SYNA", spot=100.0, strike_step=1.0, atm_vol=0.2, skew=-0.1),
+    SyntheticUnderlying(symbol="SYNB", spot=250.0, strike_step=2.5, atm_vol=0.35, skew=-0.2, term=-0.05),
+    SyntheticUnderlying(symbol="SYNC", spot=40.0, strike_step=0.5, atm_vol=0.6, skew=0.05, curvature=1.5),
+)
+
+
+class SyntheticSource(_Model):
+    """Arbitrage-free synthetic chains, one per underlying, priced on an SSVI smile: no data needed.
+
+    Rate and dividend yield come from ``market``; underlying ``i`` draws its open interest and
+    volume with seed ``seed + i``.
+    """
+
+    kind: Literal["synthetic"] = "synthetic"
+    as_of: AwareDatetime = Field(datetime(2024, 1, 2, 15, 0, tzinfo=timezone.utc),
+                                 description="quote time of every chain (timezone-aware)")
+    underlyings: tuple[SyntheticUnderlying, ...] = Field(_DEFAULT_SYNTHETIC, min_length=1,
+                                                         description="one chain per entry")
+    expiries_days: tuple[int, ...] = Field((7, 14, 30, 60, 91, 182), min_length=1,
+                                           description="calendar days from the quote date to each expiry")
+    strike_width: float = Field(0.3, gt=0, lt=1, description="strikes within spot·(1 ± strike_width)")
+    half_spread_abs: float = Field(0.01, ge=0, description="fixed part of the half bid-ask spread")
+    half_spread_rel: float = Field(0.01, ge=0, description="part of the half spread proportional to the mid")
+    open_interest: float = Field(500.0, ge=0, description="mean open interest per contract")
+    volume: float = Field(50.0, ge=0, description="mean day volume per contract")
+    seed: int = Field(0, ge=0, description="seed of the open-interest and volume draws")
+
+
+ScanSourceConfig = Annotated[SyntheticSource | VendorFileSource | StoreSource, Field(discriminator="kind")]
+
+
+class MarketConfig(_Model):
+    """What the sources do not carry, given to every chain."""
+
+    rate: float = Field(0.0, ge=-0.05, le=0.5, description="risk-free rate, continuous annual decimal")
+    div_yield: float = Field(0.0, ge=-0.5, le=0.5, description="dividend (or borrow) yield, continuous annual decimal")
+
+
+class SurfaceFitConfig(_Model):
+    """Arguments of :func:`amcp.options.surface.fit_surface`."""
+
+    forward_method: Literal["parity", "carry"] = Field("parity", description="forward from put-call parity or carry")
+    min_quotes: int = Field(6, ge=5, description="expiries with fewer out-of-the-money quotes are not fitted")
+    min_t_years: float = Field(2.0 / 365.0, ge=0, description="expiries closer than this are not fitted")
+
+
+class ScanRayConfig(_Model):
+    address: str | None = Field(None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
+    task_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per chain task")
+    max_tasks_in_flight: int = Field(8, ge=1, description="chain tasks running or queued at once")
+
+
+class ScanOutputConfig(_Model):
+    format: Literal["parquet", "csv"] = Field("parquet", description="file format of the result tables")
+    top: int = Field(10, ge=0, description="best candidates (by ev_per_risk) shown in the JSON summary")
+
+
+class ScanJobConfig(_Model):
+    """``configs/scan.yaml``: scan option chains for arbitrage and ranked candidates."""
+
+    kind: Literal["scan"] = "scan"
+    run: RunConfig = RunConfig(name="scan")
+    source: ScanSourceConfig = SyntheticSource()
+    market: MarketConfig = MarketConfig()
+    surface: SurfaceFitConfig = SurfaceFitConfig()
+    scanner: ScannerConfig = ScannerConfig()
+    ray: ScanRayConfig = ScanRayConfig()
+    output: ScanOutputConfig = ScanOutputConfig()
+
+
+# --------------------------------------------------------------------------- signal service (serve/signals.py)
+
+
+class ServeSignalsConfig(_Model):
+    """``configs/serve_signals.yaml``: where the models are, what to serve, how to batch."""
+
+    kind: str = Field("serve_signals", pattern=r"^serve_signals$")
+    registry: StoreConfig = Field(
+        ..., description="the model registry's root (a folder or s3:// URL) and S3 options")
+    version: str | None = Field(None, description="serve this version; null follows the production pointer")
+    poll_interval_s: float = Field(
+        5.0, gt=0, description="how often a replica re-reads the production pointer")
+    feature_registry: str = Field(
+        "amcp.features:default_registry", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:function returning the FeatureRegistry the model's features come from")
+    max_batch_size: int = Field(16, ge=1, description="requests scored together in one predict call")
+    batch_wait_timeout_s: float = Field(
+        0.0, ge=0, description="how long a batch waits to fill; 0 scores at once what has queued (under load "
+        "requests queue while a batch is scored, so batches still fill)")
+    max_symbols: int = Field(5000, ge=1, description="symbols one request may ask for")
+    max_bars: int = Field(5000, ge=1, description="bars one symbol may carry")
+    num_replicas: int = Field(1, ge=1)
+    max_ongoing_requests: int = Field(64, ge=1, description="requests a replica accepts at once")
+    replica_num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica")
+    app_name: str = Field("signals", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    route_prefix: str = Field("/", pattern=r"^/\S*$")
+    http_host: str = Field("127.0.0.1", min_length=1)
+    http_port: int = Field(8000, ge=1, le=65535)
+    ray_address: str | None = Field(
+        None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
+    namespace: str = "amcp"
+
+
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
@@ -506,14 +732,31 @@ def format_validation_error(error: ValidationError, source: str) -> str:
             other is not item and other["loc"][: len(item["loc"])] == item["loc"] for other in items
         ):
             continue
-        loc = ".".join(str(p) for p in item["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        loc = ".".join(str(p) for i, p in enumerate(item["loc"]) if not _is_union_tag(item["loc"], i))
         value = item.get("input")
         shown = repr(value) if not isinstance(value, dict) else "{…}"
         lines.append(f"{source}: {loc or '<root>'}: {item['msg']} (got {shown})")
     return "\n".join(lines)
 
 
-_UNION_TAGS = {"momentum", "mean_reversion", "ma_cross", "ml_signal", "file", "alpaca"}
+# pydantic puts the chosen member's tag in the path of an error inside a tagged union
+# (``strategies.0.momentum.lookback_bars``); these tags are dropped from the paths shown. A tag is
+# dropped only right after a field in _UNION_FIELDS (or an item of one), since some tags are also
+# field names: ``store`` is the scan source's tag but also a field (``data.store.url``).
+_UNION_TAGS = {
+    "momentum", "mean_reversion", "ma_cross", "ml_signal",  # strategies
+    "file", "alpaca",  # ingest source
+    "vendor_file", "store", "synthetic",  # scan source
+}
+_UNION_FIELDS = {"strategies", "source"}
+
+
+def _is_union_tag(loc: tuple[int | str, ...], i: int) -> bool:
+    """Whether ``loc[i]`` is the tag of a tagged union, not a field name."""
+    if not (isinstance(loc[i], str) and loc[i] in _UNION_TAGS) or i == 0:
+        return False
+    holder = loc[i - 2] if isinstance(loc[i - 1], int) and i >= 2 else loc[i - 1]
+    return holder in _UNION_FIELDS
 
 
 def parse_config(data: Any, model: type[ConfigT], source: str = "<config>") -> ConfigT:

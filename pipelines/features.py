@@ -25,16 +25,22 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
 from actors.cluster import connect_ray
 from amcp._typing import FloatArray, IntArray
-from amcp.config import DataConfig, RunConfig, StoreConfig, load_config
+from amcp.config import (  # the job's config models; `X as X` keeps them importable from here
+    FeatureLabelConfig as FeatureLabelConfig,
+    FeatureOutputConfig as FeatureOutputConfig,
+    FeatureRayConfig as FeatureRayConfig,
+    FeaturesJobConfig,
+    FeatureSelectionConfig as FeatureSelectionConfig,
+    load_config,
+)
 from amcp.data.bars import BarPanel, load_daily_bars
 from amcp.errors import AmcpError
 from amcp.features.labels import forward_returns
@@ -43,58 +49,13 @@ from amcp.features.registry import FeatureRegistry, SeriesInputs, names_in
 from pipelines._common import guarded, new_run_id
 
 LABEL_PREFIX = "label_fwd_ret_"
+LabelConfig = FeatureLabelConfig  # its name before the job's config models moved to amcp.config
 
 
 class FeatureJobError(AmcpError):
     """A feature task failed: the job stops without writing (exit code 1)."""
 
     exit_code = 1
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-
-class FeatureSelectionConfig(_Model):
-    names: tuple[str, ...] = Field((), description="features to compute (series or cross-sectional); empty = all")
-
-
-class LabelConfig(_Model):
-    forward_return_horizons: tuple[int, ...] = Field(
-        (1, 5, 20), description="label_fwd_ret_<h> = close[t+h]/close[t] - 1 on the date axis, for each h")
-
-    @field_validator("forward_return_horizons")
-    @classmethod
-    def _horizons(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(h < 1 for h in value) or len(set(value)) != len(value):
-            raise ValueError(f"horizons must be distinct whole numbers of bars >= 1, got {list(value)}")
-        return value
-
-
-class FeatureRayConfig(_Model):
-    address: str | None = Field(None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
-    symbols_per_task: int = Field(8, ge=1, description="symbols one feature task computes")
-    task_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per feature task")
-    max_tasks_in_flight: int = Field(8, ge=1, description="feature tasks running or queued at once")
-
-
-class FeatureOutputConfig(_Model):
-    store: StoreConfig | None = Field(
-        None, description="feature store root; null = <run.output_dir>/<run-id>/features")
-    partition_by: Literal["symbol", "year"] = Field(
-        "symbol", description="one Parquet file per symbol or per year")
-
-
-class FeaturesJobConfig(_Model):
-    """``configs/features.yaml``: compute features and labels into the feature store."""
-
-    kind: Literal["features"] = "features"
-    run: RunConfig = RunConfig(name="features")
-    data: DataConfig
-    features: FeatureSelectionConfig = FeatureSelectionConfig()
-    labels: LabelConfig = LabelConfig()
-    ray: FeatureRayConfig = FeatureRayConfig()
-    output: FeatureOutputConfig = FeatureOutputConfig()
 
 
 # --------------------------------------------------------------------------- pure parts

@@ -29,128 +29,36 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from actors.cluster import connect_ray
-from amcp.config import RunConfig, StoreConfig, load_config
+from amcp.config import (  # the job's config models; `X as X` keeps them importable from here
+    _DEFAULT_SYNTHETIC as _DEFAULT_SYNTHETIC,
+    MarketConfig,
+    ScanJobConfig,
+    ScanOutputConfig as ScanOutputConfig,
+    ScanRayConfig as ScanRayConfig,
+    StoreSource as StoreSource,
+    ScannerConfig,
+    SurfaceFitConfig,
+    SyntheticSource,
+    SyntheticUnderlying as SyntheticUnderlying,
+    VendorFileSource,
+    load_config,
+)
 from amcp.errors import AmcpError, DataError
 from amcp.options.chain import OptionChain
-from amcp.options.scanner import ChainScan, ScannerConfig, scan_chain
+from amcp.options.scanner import ChainScan, scan_chain
 from pipelines._common import guarded, new_run_id
 
 EXIT_PARTIAL = 1
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-
-class VendorFileSource(_Model):
-    """A historicaloptiondata.com end-of-day file (Parquet or CSV), every chain in it or a selection."""
-
-    kind: Literal["vendor_file"] = "vendor_file"
-    path: str = Field(min_length=1, description="Parquet or CSV file in the vendor layout")
-    underlyings: tuple[str, ...] = Field((), description="underlyings to scan; empty scans all in the file")
-    quote_dates: tuple[date, ...] = Field((), description="quote dates to scan; empty scans all in the file")
-    max_chains: int | None = Field(None, ge=1, description="scan at most this many chains (the first by date)")
-
-
-class StoreSource(_Model):
-    """Chains in the market-data store's ``options/chains`` dataset."""
-
-    kind: Literal["store"] = "store"
-    store: StoreConfig = StoreConfig()
-    underlyings: tuple[str, ...] = Field(min_length=1, description="underlyings to scan")
-    quote_dates: tuple[date, ...] = Field(min_length=1, description="quote dates (New York) to scan")
-
-
-class SyntheticUnderlying(_Model):
-    """One synthetic chain: its underlying and smile (see :func:`amcp.options.synthetic.synthetic_chain`)."""
-
-    symbol: str = Field(pattern=r"^[A-Z0-9.]{1,6}$", description="root symbol, 1-6 upper-case characters")
-    spot: float = Field(gt=0, description="the underlying's price")
-    strike_step: float = Field(gt=0, description="distance between strikes (a multiple of 0.001)")
-    atm_vol: float = Field(0.2, gt=0, description="ATM vol of the shortest expiries (0.2 = 20 %)")
-    skew: float = Field(-0.1, description="ATM slope of vol per unit of log-moneyness (negative: put skew)")
-    curvature: float = Field(2.0, gt=0, description="SSVI φ: how fast the smile turns up away from the money")
-    term: float = Field(0.0, description="ATM vol change per year of time to expiry")
-
-
-_DEFAULT_SYNTHETIC = (
-    SyntheticUnderlying(symbol="SYNA", spot=100.0, strike_step=1.0, atm_vol=0.2, skew=-0.1),
-    SyntheticUnderlying(symbol="SYNB", spot=250.0, strike_step=2.5, atm_vol=0.35, skew=-0.2, term=-0.05),
-    SyntheticUnderlying(symbol="SYNC", spot=40.0, strike_step=0.5, atm_vol=0.6, skew=0.05, curvature=1.5),
-)
-
-
-class SyntheticSource(_Model):
-    """Arbitrage-free synthetic chains, one per underlying, priced on an SSVI smile: no data needed.
-
-    Rate and dividend yield come from ``market``; underlying ``i`` draws its open interest and
-    volume with seed ``seed + i``.
-    """
-
-    kind: Literal["synthetic"] = "synthetic"
-    as_of: AwareDatetime = Field(datetime(2024, 1, 2, 15, 0, tzinfo=timezone.utc),
-                                 description="quote time of every chain (timezone-aware)")
-    underlyings: tuple[SyntheticUnderlying, ...] = Field(_DEFAULT_SYNTHETIC, min_length=1,
-                                                         description="one chain per entry")
-    expiries_days: tuple[int, ...] = Field((7, 14, 30, 60, 91, 182), min_length=1,
-                                           description="calendar days from the quote date to each expiry")
-    strike_width: float = Field(0.3, gt=0, lt=1, description="strikes within spot·(1 ± strike_width)")
-    half_spread_abs: float = Field(0.01, ge=0, description="fixed part of the half bid-ask spread")
-    half_spread_rel: float = Field(0.01, ge=0, description="part of the half spread proportional to the mid")
-    open_interest: float = Field(500.0, ge=0, description="mean open interest per contract")
-    volume: float = Field(50.0, ge=0, description="mean day volume per contract")
-    seed: int = Field(0, ge=0, description="seed of the open-interest and volume draws")
-
-
-class MarketConfig(_Model):
-    """What the sources do not carry, given to every chain."""
-
-    rate: float = Field(0.0, ge=-0.05, le=0.5, description="risk-free rate, continuous annual decimal")
-    div_yield: float = Field(0.0, ge=-0.5, le=0.5, description="dividend (or borrow) yield, continuous annual decimal")
-
-
-class SurfaceFitConfig(_Model):
-    """Arguments of :func:`amcp.options.surface.fit_surface`."""
-
-    forward_method: Literal["parity", "carry"] = Field("parity", description="forward from put-call parity or carry")
-    min_quotes: int = Field(6, ge=5, description="expiries with fewer out-of-the-money quotes are not fitted")
-    min_t_years: float = Field(2.0 / 365.0, ge=0, description="expiries closer than this are not fitted")
-
-
-class ScanRayConfig(_Model):
-    address: str | None = Field(None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
-    task_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per chain task")
-    max_tasks_in_flight: int = Field(8, ge=1, description="chain tasks running or queued at once")
-
-
-class ScanOutputConfig(_Model):
-    format: Literal["parquet", "csv"] = Field("parquet", description="file format of the result tables")
-    top: int = Field(10, ge=0, description="best candidates (by ev_per_risk) shown in the JSON summary")
-
-
-class ScanJobConfig(_Model):
-    """``configs/scan.yaml``: scan option chains for arbitrage and ranked candidates."""
-
-    kind: Literal["scan"] = "scan"
-    run: RunConfig = RunConfig(name="scan")
-    source: Annotated[SyntheticSource | VendorFileSource | StoreSource, Field(discriminator="kind")] = \
-        SyntheticSource()
-    market: MarketConfig = MarketConfig()
-    surface: SurfaceFitConfig = SurfaceFitConfig()
-    scanner: ScannerConfig = ScannerConfig()
-    ray: ScanRayConfig = ScanRayConfig()
-    output: ScanOutputConfig = ScanOutputConfig()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -62,11 +62,10 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from amcp._typing import FloatArray
-from amcp.config import StoreConfig, load_config
+from amcp.config import ServeSignalsConfig, load_config  # the service's config model lives in amcp.config
 from amcp.errors import AmcpError, DataError
 from amcp.features.registry import FeatureRegistry, SeriesInputs
 from amcp.models.base import ModelError, SignalModel
@@ -88,38 +87,6 @@ __all__ = [
 logger = logging.getLogger("ray.serve")
 
 _BAR_KEYS = ("t", "o", "h", "l", "c", "v")
-
-
-class ServeSignalsConfig(BaseModel):
-    """``configs/serve_signals.yaml``: where the models are, what to serve, how to batch."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-    kind: str = Field("serve_signals", pattern=r"^serve_signals$")
-    registry: StoreConfig = Field(
-        ..., description="the model registry's root (a folder or s3:// URL) and S3 options")
-    version: str | None = Field(None, description="serve this version; null follows the production pointer")
-    poll_interval_s: float = Field(
-        5.0, gt=0, description="how often a replica re-reads the production pointer")
-    feature_registry: str = Field(
-        "amcp.features:default_registry", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
-        description="module:function returning the FeatureRegistry the model's features come from")
-    max_batch_size: int = Field(16, ge=1, description="requests scored together in one predict call")
-    batch_wait_timeout_s: float = Field(
-        0.0, ge=0, description="how long a batch waits to fill; 0 scores at once what has queued (under load "
-        "requests queue while a batch is scored, so batches still fill)")
-    max_symbols: int = Field(5000, ge=1, description="symbols one request may ask for")
-    max_bars: int = Field(5000, ge=1, description="bars one symbol may carry")
-    num_replicas: int = Field(1, ge=1)
-    max_ongoing_requests: int = Field(64, ge=1, description="requests a replica accepts at once")
-    replica_num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per replica")
-    app_name: str = Field("signals", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
-    route_prefix: str = Field("/", pattern=r"^/\S*$")
-    http_host: str = Field("127.0.0.1", min_length=1)
-    http_port: int = Field(8000, ge=1, le=65535)
-    ray_address: str | None = Field(
-        None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
-    namespace: str = "amcp"
 
 
 class RequestError(ModelError):

@@ -65,13 +65,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
 from amcp._typing import BoolArray, FloatArray, IntArray
+# The scanner's config models (and their Literal types) live in amcp.config; importable from here too.
+from amcp.config import ExerciseStyle as ExerciseStyle, LiquidityFilter, ScannerConfig, StructureFamily
 from amcp.errors import DataError
 from amcp.options import _scan_kernels as kern
 from amcp.options.black_scholes import bsm_price
@@ -105,8 +106,7 @@ STRUCTURES: dict[str, tuple[str, ...]] = {
 """Structure families (config names) and the structures (catalog names) each one scans."""
 
 LEGS = kern.LEGS
-ExerciseStyle = Literal["american", "european"]
-Family = Literal["vertical", "butterfly", "iron_condor"]
+Family = StructureFamily
 
 
 class StrikeVolSurface(Protocol):
@@ -115,40 +115,6 @@ class StrikeVolSurface(Protocol):
     def implied_vol(self, strike: npt.ArrayLike, t_years: npt.ArrayLike) -> FloatArray:
         """Black-Scholes implied volatility at ``strike`` and ``t_years`` (broadcast)."""
         ...
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-
-class LiquidityFilter(_Model):
-    """Which contracts are tradeable; a contract must pass every rule (NaN fails a rule that is set)."""
-
-    min_bid: float = Field(0.01, gt=0, description="lowest bid a contract needs (per unit of underlying)")
-    min_open_interest: float = Field(0.0, ge=0, description="lowest open interest; 0 also admits an unknown one")
-    min_volume: float = Field(0.0, ge=0, description="lowest day volume; 0 also admits an unknown one")
-    max_spread_abs: float | None = Field(None, gt=0, description="widest ask − bid (per unit of underlying)")
-    max_spread_rel: float | None = Field(None, gt=0, description="widest (ask − bid) / mid")
-
-
-class ScannerConfig(_Model):
-    """What :func:`scan_chain` looks for and how far it searches."""
-
-    style: ExerciseStyle = Field("american", description="exercise style of the chain's options (US equity: american)")
-    filters: LiquidityFilter = LiquidityFilter()
-    min_violation: float = Field(0.001, ge=0, description="smallest arbitrage size reported (per unit of underlying)")
-    include_mid_violations: bool = Field(False, description="also report the violations at mid prices")
-    arbitrage_max_strikes_apart: int | None = Field(
-        None, ge=1, description="widest pair/triple in listed strikes for the arbitrage checks (null: all)")
-    structures: tuple[Family, ...] = Field(("vertical", "butterfly", "iron_condor"), min_length=0,
-                                           description="structure families to rank")
-    vertical_max_strikes_apart: int | None = Field(None, ge=1,
-                                                   description="widest vertical in listed strikes (null: all)")
-    butterfly_max_wing_strikes: int | None = Field(10, ge=1, description="widest butterfly wing in listed strikes")
-    condor_max_wing_strikes: int | None = Field(5, ge=1, description="widest iron-condor wing in listed strikes")
-    min_risk: float = Field(0.01, gt=0, description="a max loss below this counts as this in ev_per_risk")
-    top_per_structure: int = Field(20, ge=1, description="candidates kept per structure")
-    block_size: int = Field(1 << 20, ge=1024, description="candidates evaluated per array block (bounds memory)")
 
 
 def violation_dtype(symbol_width: int) -> np.dtype[np.void]:

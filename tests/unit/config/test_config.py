@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from amcp.config import BacktestConfig, TradeConfig, load_config, parse_config
+from amcp.config import (
+    BacktestConfig,
+    FeaturesJobConfig,
+    IngestConfig,
+    ScanJobConfig,
+    ServeSignalsConfig,
+    TradeConfig,
+    load_config,
+    parse_config,
+)
 from amcp.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -44,6 +53,41 @@ def test_bad_value_is_named_with_key_and_value(patch: dict[str, object], expecte
         parse_config(MINIMAL | patch, TradeConfig, "paper.yaml")
     assert expected in str(info.value)
     assert str(info.value).startswith("paper.yaml: ")
+
+
+@pytest.mark.parametrize(
+    ("path", "model"),
+    [("features.yaml", FeaturesJobConfig), ("scan.yaml", ScanJobConfig), ("scan_vxx.yaml", ScanJobConfig),
+     ("serve_signals.yaml", ServeSignalsConfig)],
+)
+def test_shipped_job_configs_validate(path: str, model: type) -> None:
+    assert isinstance(load_config(ROOT / "configs" / path, model), model)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"source": {"kind": "synthetic", "underlyings": [{"symbol": "SYNA", "spot": -1, "strike_step": 1}]}},
+         "scan.yaml: source.underlyings.0.spot: Input should be greater than 0 (got -1)"),
+        ({"source": {"kind": "vendor_file", "path": ""}}, "scan.yaml: source.path: String should have at least"),
+        ({"source": {"kind": "store", "underlyings": ["VXX"], "quote_dates": ["2024-01-02"], "store": {"url": ""}}},
+         "scan.yaml: source.store.url: String should have at least"),
+    ],
+)
+def test_scan_source_error_path_omits_the_union_tag(data: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, ScanJobConfig, "scan.yaml")
+    assert str(info.value).startswith(expected), str(info.value)
+
+
+def test_union_tag_that_is_also_a_field_name_stays_in_the_path() -> None:
+    # "store" is the scan source's tag, but elsewhere a plain field: only a tag is dropped.
+    with pytest.raises(ConfigError, match=r"^paper\.yaml: data\.store\.url: String should have at least"):
+        parse_config(MINIMAL | {"data": {"store": {"url": ""}}}, TradeConfig, "paper.yaml")
+    with pytest.raises(ConfigError, match=r"^ingest\.yaml: store\.url: String should have at least"):
+        parse_config({"source": {"kind": "file", "path": "x.csv"}, "store": {"url": ""}}, IngestConfig, "ingest.yaml")
+    with pytest.raises(ConfigError, match=r"^ingest\.yaml: source\.path: String should have at least"):
+        parse_config({"source": {"kind": "file", "path": ""}}, IngestConfig, "ingest.yaml")
 
 
 def test_item_error_is_not_echoed_as_too_short() -> None:
