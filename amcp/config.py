@@ -719,6 +719,198 @@ class ServeSignalsConfig(_Model):
     namespace: str = "amcp"
 
 
+# --------------------------------------------------------------------------- models (amcp/models)
+# The hyper-parameters of the six signal-model families live here (re-exported by
+# amcp.models.tabular and amcp.models.sequence), so that reading a train config never imports
+# numpy, torch, scikit-learn or amcp.models.
+
+
+class ModelParams(BaseModel):
+    """Base of every family's hyper-parameters: frozen, unknown keys rejected, ``seed`` for determinism."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    seed: int = Field(0, ge=0, description="seed of every random number generator the family uses")
+
+
+class RandomForestParams(ModelParams):
+    """scikit-learn ``RandomForestRegressor`` hyper-parameters."""
+
+    family: Literal["random_forest"] = "random_forest"
+    n_estimators: int = Field(100, ge=1, le=5000, description="trees")
+    max_depth: int | None = Field(8, ge=1, description="maximum tree depth; null grows until leaves are pure")
+    min_samples_leaf: int = Field(50, ge=1, description="minimum rows in a leaf (returns are noisy: keep it large)")
+    max_features: float = Field(0.3, gt=0, le=1, description="fraction of features tried at each split")
+    max_samples: float | None = Field(0.5, gt=0, le=1, description="fraction of rows bootstrapped per tree")
+    n_jobs: int = Field(1, ge=1, description="threads")
+
+
+class SupportVectorParams(ModelParams):
+    """scikit-learn ``SVR`` (RBF kernel) on standardised, median-imputed features and a standardised target.
+
+    The kernel SVR costs O(n²)–O(n³) in training rows, so at most ``max_train_rows`` rows,
+    drawn uniformly without replacement with ``seed``, are used to fit.
+    """
+
+    family: Literal["svm"] = "svm"
+    C: float = Field(1.0, gt=0, description="regularisation: larger fits the training rows more closely")
+    epsilon: float = Field(0.5, ge=0, description="width of the insensitive tube, in standard deviations of y")
+    gamma: float | Literal["scale", "auto"] = Field("scale", description="RBF kernel width")
+    max_train_rows: int = Field(5000, ge=10, description="rows subsampled for fitting (SVR scales badly with rows)")
+
+
+class XGBoostParams(ModelParams):
+    """``xgboost.XGBRegressor`` hyper-parameters (``tree_method='hist'`` on the CPU)."""
+
+    family: Literal["xgboost"] = "xgboost"
+    n_estimators: int = Field(200, ge=1, le=20000, description="boosting rounds")
+    max_depth: int = Field(6, ge=1, le=32)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    subsample: float = Field(0.8, gt=0, le=1, description="fraction of rows sampled per round")
+    colsample_bytree: float = Field(0.8, gt=0, le=1, description="fraction of features sampled per tree")
+    min_child_weight: float = Field(1.0, ge=0)
+    reg_lambda: float = Field(1.0, ge=0, description="L2 penalty on leaf weights")
+    early_stopping_rounds: int | None = Field(None, ge=1, description="stop when the validation loss stalls this long")
+    n_jobs: int = Field(1, ge=1, description="threads")
+
+
+class LightGBMParams(ModelParams):
+    """``lightgbm.LGBMRegressor`` hyper-parameters (run with ``deterministic=True``)."""
+
+    family: Literal["lightgbm"] = "lightgbm"
+    n_estimators: int = Field(200, ge=1, le=20000, description="boosting rounds")
+    num_leaves: int = Field(31, ge=2, le=131072)
+    max_depth: int = Field(-1, ge=-1, description="-1: no limit")
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    subsample: float = Field(0.8, gt=0, le=1, description="fraction of rows bagged each round")
+    colsample_bytree: float = Field(0.8, gt=0, le=1, description="fraction of features sampled per tree")
+    min_child_samples: int = Field(20, ge=1)
+    reg_lambda: float = Field(0.0, ge=0, description="L2 penalty on leaf weights")
+    early_stopping_rounds: int | None = Field(None, ge=1, description="stop when the validation loss stalls this long")
+    n_jobs: int = Field(1, ge=1, description="threads")
+
+
+class _SequenceParams(ModelParams):
+    lookback: int = Field(10, ge=1, le=512, description="bars of features per sample")
+    epochs: int = Field(5, ge=1, le=1000)
+    batch_size: int = Field(512, ge=1)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    max_train_rows: int | None = Field(None, ge=10, description="fit on at most this many rows, drawn with seed")
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="auto: CUDA when available, else CPU")
+
+
+class LSTMParams(_SequenceParams):
+    """LSTM over the window; the last hidden state feeds a linear head."""
+
+    family: Literal["lstm"] = "lstm"
+    hidden_size: int = Field(32, ge=1, le=4096)
+    num_layers: int = Field(1, ge=1, le=8)
+
+
+class TransformerParams(_SequenceParams):
+    """Transformer encoder over the projected window plus a learned position embedding; the last token feeds a linear head."""
+
+    family: Literal["transformer"] = "transformer"
+    d_model: int = Field(32, ge=2, le=4096)
+    nhead: int = Field(4, ge=1, le=64)
+    num_layers: int = Field(1, ge=1, le=12)
+    dim_feedforward: int = Field(64, ge=1, le=16384)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TransformerParams:
+        if self.d_model % self.nhead:
+            raise ValueError(f"d_model {self.d_model} must be a multiple of nhead {self.nhead}")
+        return self
+
+
+ModelSpec = Annotated[
+    RandomForestParams | SupportVectorParams | XGBoostParams | LightGBMParams | LSTMParams | TransformerParams,
+    Field(discriminator="family"),
+]
+
+
+# --------------------------------------------------------------------------- train job (pipelines/train.py)
+
+
+class FeatureSourceConfig(_Model):
+    """Where the features come from: a feature set written by :func:`amcp.features.store.write_features`."""
+
+    root: str = Field(min_length=1, description="feature-store root: a folder or fsspec URL")
+    columns: tuple[str, ...] = Field((), description="feature columns to train on; empty: every column but the label and exclude")
+    exclude: tuple[str, ...] = Field((), description="columns never used as features")
+    label_prefix: str = Field("label_", min_length=1,
+                              description="columns starting with this are labels (look ahead): never features")
+
+
+class TrainLabelConfig(_Model):
+    horizon: int = Field(5, ge=1, le=252, description="bars of the forward return a model predicts")
+    column: str | None = Field(None, description="a label column of the feature set; null: computed from data closes")
+    target: Literal["return", "rank"] = Field(
+        "rank", description="train on the forward return, or on its cross-sectional percentile rank − 0.5")
+
+
+class FoldConfig(_Model):
+    n_folds: int = Field(3, ge=1, le=100)
+    train_size: int = Field(500, ge=1, description="dates per training window (rolling) or of the first one (expanding)")
+    test_size: int | None = Field(None, ge=1, description="dates per test window; null splits the rest equally")
+    embargo: int = Field(5, ge=0, description="dates after each test window dropped from later training")
+    window: Literal["expanding", "rolling"] = "rolling"
+
+
+class EvaluationConfig(_Model):
+    quantile: float = Field(0.2, gt=0, le=0.5, description="share of symbols held long, and short")
+    rebalance_every: int = Field(5, ge=1, description="dates between long-short rebalances")
+    cost_bps: float = Field(5.0, ge=0, description="cost per unit of traded weight, basis points; the engine: "
+                                                   "adverse slippage per fill, basis points of its price")
+    momentum_window: int = Field(20, ge=1, description="lookback of the momentum baseline, in bars")
+    engine: bool = Field(True, description="also run each model's all-fold long-short book through "
+                                           "the backtest engine")
+    starting_cash_usd: float = Field(1_000_000.0, gt=0, description="the engine account's starting cash, USD")
+    participation_rate: float | None = Field(
+        0.05, gt=0, le=1, description="the engine's cap on a fill as a fraction of the bar's volume; null: no cap")
+
+
+class TrainRayConfig(_Model):
+    address: str | None = Field(None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
+    task_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per fit task")
+    task_num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per torch fit (set device: auto or cuda too)")
+    max_tasks_in_flight: int = Field(4, ge=1, description="fit tasks running or queued at once")
+    use_ray_train: bool = Field(False, description="fit torch families with Ray Train's TorchTrainer")
+    train_workers: int = Field(1, ge=1, description="data-parallel Ray Train workers per torch fit")
+
+
+class RegistryConfig(_Model):
+    enabled: bool = Field(False, validation_alias="register",
+                          description="YAML key `register`: register each family's last-fold model at the end")
+    root: str = Field("models/registry", min_length=1, description="ModelRegistry root")
+
+
+class TrainJobConfig(_Model):
+    """``configs/train.yaml``: train and compare signal models on walk-forward folds."""
+
+    kind: Literal["train"] = "train"
+    run: RunConfig = RunConfig(name="train")
+    features: FeatureSourceConfig
+    data: DataConfig
+    label: TrainLabelConfig = TrainLabelConfig()
+    folds: FoldConfig = FoldConfig()
+    models: tuple[ModelSpec, ...] = Field(min_length=1)
+    evaluation: EvaluationConfig = EvaluationConfig()
+    ray: TrainRayConfig = TrainRayConfig()
+    registry: RegistryConfig = RegistryConfig()
+
+    @field_validator("models")
+    @classmethod
+    def _one_per_family(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        families = [m.family for m in value]
+        repeated = sorted({f for f in families if families.count(f) > 1})
+        if repeated:
+            raise ValueError(f"each family may appear once, repeated: {repeated}")
+        return value
+
+
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
@@ -747,8 +939,9 @@ _UNION_TAGS = {
     "momentum", "mean_reversion", "ma_cross", "ml_signal",  # strategies
     "file", "alpaca",  # ingest source
     "vendor_file", "store", "synthetic",  # scan source
+    "random_forest", "svm", "xgboost", "lightgbm", "lstm", "transformer",  # train models
 }
-_UNION_FIELDS = {"strategies", "source"}
+_UNION_FIELDS = {"strategies", "source", "models"}
 
 
 def _is_union_tag(loc: tuple[int | str, ...], i: int) -> bool:

@@ -45,17 +45,26 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
 from actors.cluster import connect_ray
 from amcp._typing import FloatArray, IntArray
 from amcp.backtest.metrics import compute_metrics
-from amcp.config import DataConfig, RunConfig, load_config
+from amcp.config import (  # the job's config models; `X as X` keeps them importable from here
+    EvaluationConfig,
+    FeatureSourceConfig as FeatureSourceConfig,
+    FoldConfig as FoldConfig,
+    ModelSpec as ModelSpec,
+    RegistryConfig as RegistryConfig,
+    TrainJobConfig,
+    TrainLabelConfig,
+    TrainRayConfig as TrainRayConfig,
+    load_config,
+)
 from amcp.data.bars import BarPanel
 from amcp.errors import AmcpError, ConfigError, DataError
 from amcp.models.base import ModelError, SignalModel, build_windows, create_model, load_model
@@ -70,99 +79,13 @@ from amcp.models.evaluate import (
     write_leaderboard,
 )
 from amcp.models.metrics import signal_metrics
-from amcp.models.sequence import LSTMParams, TransformerParams
-from amcp.models.tabular import LightGBMParams, RandomForestParams, SupportVectorParams, XGBoostParams
 from pipelines._common import guarded, new_run_id
 
 EXIT_PARTIAL = 1
 TORCH_FAMILIES = frozenset({"lstm", "transformer"})
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-
-ModelSpec = Annotated[
-    RandomForestParams | SupportVectorParams | XGBoostParams | LightGBMParams | LSTMParams | TransformerParams,
-    Field(discriminator="family"),
-]
-
-
-class FeatureSourceConfig(_Model):
-    """Where the features come from: a feature set written by :func:`amcp.features.store.write_features`."""
-
-    root: str = Field(min_length=1, description="feature-store root: a folder or fsspec URL")
-    columns: tuple[str, ...] = Field((), description="feature columns to train on; empty: every column but the label and exclude")
-    exclude: tuple[str, ...] = Field((), description="columns never used as features")
-    label_prefix: str = Field("label_", min_length=1,
-                              description="columns starting with this are labels (look ahead): never features")
-
-
-class LabelConfig(_Model):
-    horizon: int = Field(5, ge=1, le=252, description="bars of the forward return a model predicts")
-    column: str | None = Field(None, description="a label column of the feature set; null: computed from data closes")
-    target: Literal["return", "rank"] = Field(
-        "rank", description="train on the forward return, or on its cross-sectional percentile rank − 0.5")
-
-
-class FoldConfig(_Model):
-    n_folds: int = Field(3, ge=1, le=100)
-    train_size: int = Field(500, ge=1, description="dates per training window (rolling) or of the first one (expanding)")
-    test_size: int | None = Field(None, ge=1, description="dates per test window; null splits the rest equally")
-    embargo: int = Field(5, ge=0, description="dates after each test window dropped from later training")
-    window: Literal["expanding", "rolling"] = "rolling"
-
-
-class EvaluationConfig(_Model):
-    quantile: float = Field(0.2, gt=0, le=0.5, description="share of symbols held long, and short")
-    rebalance_every: int = Field(5, ge=1, description="dates between long-short rebalances")
-    cost_bps: float = Field(5.0, ge=0, description="cost per unit of traded weight, basis points; the engine: "
-                                                   "adverse slippage per fill, basis points of its price")
-    momentum_window: int = Field(20, ge=1, description="lookback of the momentum baseline, in bars")
-    engine: bool = Field(True, description="also run each model's all-fold long-short book through "
-                                           "the backtest engine")
-    starting_cash_usd: float = Field(1_000_000.0, gt=0, description="the engine account's starting cash, USD")
-    participation_rate: float | None = Field(
-        0.05, gt=0, le=1, description="the engine's cap on a fill as a fraction of the bar's volume; null: no cap")
-
-
-class TrainRayConfig(_Model):
-    address: str | None = Field(None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
-    task_num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per fit task")
-    task_num_gpus: float = Field(0.0, ge=0, description="GPUs reserved per torch fit (set device: auto or cuda too)")
-    max_tasks_in_flight: int = Field(4, ge=1, description="fit tasks running or queued at once")
-    use_ray_train: bool = Field(False, description="fit torch families with Ray Train's TorchTrainer")
-    train_workers: int = Field(1, ge=1, description="data-parallel Ray Train workers per torch fit")
-
-
-class RegistryConfig(_Model):
-    enabled: bool = Field(False, validation_alias="register",
-                          description="YAML key `register`: register each family's last-fold model at the end")
-    root: str = Field("models/registry", min_length=1, description="ModelRegistry root")
-
-
-class TrainJobConfig(_Model):
-    """``configs/train.yaml``: train and compare signal models on walk-forward folds."""
-
-    kind: Literal["train"] = "train"
-    run: RunConfig = RunConfig(name="train")
-    features: FeatureSourceConfig
-    data: DataConfig
-    label: LabelConfig = LabelConfig()
-    folds: FoldConfig = FoldConfig()
-    models: tuple[ModelSpec, ...] = Field(min_length=1)
-    evaluation: EvaluationConfig = EvaluationConfig()
-    ray: TrainRayConfig = TrainRayConfig()
-    registry: RegistryConfig = RegistryConfig()
-
-    @field_validator("models")
-    @classmethod
-    def _one_per_family(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
-        families = [m.family for m in value]
-        repeated = sorted({f for f in families if families.count(f) > 1})
-        if repeated:
-            raise ValueError(f"each family may appear once, repeated: {repeated}")
-        return value
+LabelConfig = TrainLabelConfig  # its name before the job's config models moved to amcp.config
 
 
 # --------------------------------------------------------------------------- the data set

@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from amcp._typing import FloatArray, IntArray
+from amcp.config import ModelParams as ModelParams
 from amcp.errors import AmcpError
 
 __all__ = [
@@ -65,14 +65,6 @@ FAMILIES: Mapping[str, str] = {
 
 class ModelError(AmcpError):
     """A model was built, fitted, used or loaded incorrectly."""
-
-
-class ModelParams(BaseModel):
-    """Base of every family's hyper-parameters: frozen, unknown keys rejected, ``seed`` for determinism."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-    seed: int = Field(0, ge=0, description="seed of every random number generator the family uses")
 
 
 @runtime_checkable

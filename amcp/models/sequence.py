@@ -25,14 +25,17 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
 from amcp._typing import FloatArray
+
+# The families' hyper-parameters live in amcp.config (readable without torch); `X as X` keeps
+# them importable from here.
+from amcp.config import LSTMParams as LSTMParams, TransformerParams as TransformerParams, _SequenceParams
 from amcp.models.base import FeatureImputer, ModelError, ModelParams, check_target, write_manifest
 
 __all__ = ["LSTMModel", "LSTMParams", "TransformerModel", "TransformerParams", "resolve_device"]
@@ -41,41 +44,6 @@ _CLIP = 5.0
 _PREDICT_BATCH = 8192
 
 NetworkWrapper = Callable[[nn.Module], nn.Module]
-
-
-class _SequenceParams(ModelParams):
-    lookback: int = Field(10, ge=1, le=512, description="bars of features per sample")
-    epochs: int = Field(5, ge=1, le=1000)
-    batch_size: int = Field(512, ge=1)
-    learning_rate: float = Field(1e-3, gt=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    max_train_rows: int | None = Field(None, ge=10, description="fit on at most this many rows, drawn with seed")
-    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="auto: CUDA when available, else CPU")
-
-
-class LSTMParams(_SequenceParams):
-    """LSTM over the window; the last hidden state feeds a linear head."""
-
-    family: Literal["lstm"] = "lstm"
-    hidden_size: int = Field(32, ge=1, le=4096)
-    num_layers: int = Field(1, ge=1, le=8)
-
-
-class TransformerParams(_SequenceParams):
-    """Transformer encoder over the projected window plus a learned position embedding; the last token feeds a linear head."""
-
-    family: Literal["transformer"] = "transformer"
-    d_model: int = Field(32, ge=2, le=4096)
-    nhead: int = Field(4, ge=1, le=64)
-    num_layers: int = Field(1, ge=1, le=12)
-    dim_feedforward: int = Field(64, ge=1, le=16384)
-
-    @model_validator(mode="after")
-    def _heads_divide_width(self) -> TransformerParams:
-        if self.d_model % self.nhead:
-            raise ValueError(f"d_model {self.d_model} must be a multiple of nhead {self.nhead}")
-        return self
 
 
 def resolve_device(device: str) -> torch.device:

@@ -15,13 +15,21 @@ Artefacts next to ``model.json``: ``model.joblib`` (scikit-learn families), ``xg
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, cast
 
 import joblib
 import numpy as np
-from pydantic import Field
 
 from amcp._typing import FloatArray
+
+# The families' hyper-parameters live in amcp.config (readable without numpy or scikit-learn);
+# `X as X` keeps them importable from here.
+from amcp.config import (
+    LightGBMParams as LightGBMParams,
+    RandomForestParams as RandomForestParams,
+    SupportVectorParams as SupportVectorParams,
+    XGBoostParams as XGBoostParams,
+)
 from amcp.models.base import ModelError, ModelParams, as_matrix, check_target, write_manifest
 
 __all__ = [
@@ -34,63 +42,6 @@ __all__ = [
     "XGBoostModel",
     "XGBoostParams",
 ]
-
-
-class RandomForestParams(ModelParams):
-    """scikit-learn ``RandomForestRegressor`` hyper-parameters."""
-
-    family: Literal["random_forest"] = "random_forest"
-    n_estimators: int = Field(100, ge=1, le=5000, description="trees")
-    max_depth: int | None = Field(8, ge=1, description="maximum tree depth; null grows until leaves are pure")
-    min_samples_leaf: int = Field(50, ge=1, description="minimum rows in a leaf (returns are noisy: keep it large)")
-    max_features: float = Field(0.3, gt=0, le=1, description="fraction of features tried at each split")
-    max_samples: float | None = Field(0.5, gt=0, le=1, description="fraction of rows bootstrapped per tree")
-    n_jobs: int = Field(1, ge=1, description="threads")
-
-
-class SupportVectorParams(ModelParams):
-    """scikit-learn ``SVR`` (RBF kernel) on standardised, median-imputed features and a standardised target.
-
-    The kernel SVR costs O(n²)–O(n³) in training rows, so at most ``max_train_rows`` rows,
-    drawn uniformly without replacement with ``seed``, are used to fit.
-    """
-
-    family: Literal["svm"] = "svm"
-    C: float = Field(1.0, gt=0, description="regularisation: larger fits the training rows more closely")
-    epsilon: float = Field(0.5, ge=0, description="width of the insensitive tube, in standard deviations of y")
-    gamma: float | Literal["scale", "auto"] = Field("scale", description="RBF kernel width")
-    max_train_rows: int = Field(5000, ge=10, description="rows subsampled for fitting (SVR scales badly with rows)")
-
-
-class XGBoostParams(ModelParams):
-    """``xgboost.XGBRegressor`` hyper-parameters (``tree_method='hist'`` on the CPU)."""
-
-    family: Literal["xgboost"] = "xgboost"
-    n_estimators: int = Field(200, ge=1, le=20000, description="boosting rounds")
-    max_depth: int = Field(6, ge=1, le=32)
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    subsample: float = Field(0.8, gt=0, le=1, description="fraction of rows sampled per round")
-    colsample_bytree: float = Field(0.8, gt=0, le=1, description="fraction of features sampled per tree")
-    min_child_weight: float = Field(1.0, ge=0)
-    reg_lambda: float = Field(1.0, ge=0, description="L2 penalty on leaf weights")
-    early_stopping_rounds: int | None = Field(None, ge=1, description="stop when the validation loss stalls this long")
-    n_jobs: int = Field(1, ge=1, description="threads")
-
-
-class LightGBMParams(ModelParams):
-    """``lightgbm.LGBMRegressor`` hyper-parameters (run with ``deterministic=True``)."""
-
-    family: Literal["lightgbm"] = "lightgbm"
-    n_estimators: int = Field(200, ge=1, le=20000, description="boosting rounds")
-    num_leaves: int = Field(31, ge=2, le=131072)
-    max_depth: int = Field(-1, ge=-1, description="-1: no limit")
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    subsample: float = Field(0.8, gt=0, le=1, description="fraction of rows bagged each round")
-    colsample_bytree: float = Field(0.8, gt=0, le=1, description="fraction of features sampled per tree")
-    min_child_samples: int = Field(20, ge=1)
-    reg_lambda: float = Field(0.0, ge=0, description="L2 penalty on leaf weights")
-    early_stopping_rounds: int | None = Field(None, ge=1, description="stop when the validation loss stalls this long")
-    n_jobs: int = Field(1, ge=1, description="threads")
 
 
 class _TabularModel:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from amcp.config import (
     ScanJobConfig,
     ServeSignalsConfig,
     TradeConfig,
+    TrainJobConfig,
     load_config,
     parse_config,
 )
@@ -58,7 +61,7 @@ def test_bad_value_is_named_with_key_and_value(patch: dict[str, object], expecte
 @pytest.mark.parametrize(
     ("path", "model"),
     [("features.yaml", FeaturesJobConfig), ("scan.yaml", ScanJobConfig), ("scan_vxx.yaml", ScanJobConfig),
-     ("serve_signals.yaml", ServeSignalsConfig)],
+     ("serve_signals.yaml", ServeSignalsConfig), ("train.yaml", TrainJobConfig)],
 )
 def test_shipped_job_configs_validate(path: str, model: type) -> None:
     assert isinstance(load_config(ROOT / "configs" / path, model), model)
@@ -78,6 +81,60 @@ def test_scan_source_error_path_omits_the_union_tag(data: dict[str, object], exp
     with pytest.raises(ConfigError) as info:
         parse_config(data, ScanJobConfig, "scan.yaml")
     assert str(info.value).startswith(expected), str(info.value)
+
+
+TRAIN_MINIMAL = {
+    "features": {"root": "f"}, "data": {"path": "x.parquet"}, "models": [{"family": "random_forest"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        ([{"family": "random_forest", "n_estimators": 0}],
+         "train.yaml: models.0.n_estimators: Input should be greater than or equal to 1 (got 0)"),
+        ([{"family": "random_forest"}, {"family": "lstm", "device": "tpu"}],
+         "train.yaml: models.1.device: Input should be 'cpu', 'cuda' or 'auto' (got 'tpu')"),
+        ([{"family": "transformer", "d_model": 30, "nhead": 4}],
+         "train.yaml: models.0: Value error, d_model 30 must be a multiple of nhead 4"),
+        ([{"family": "svm", "kernel": "linear"}],
+         "train.yaml: models.0.kernel: Extra inputs are not permitted"),
+        ([{"family": "xgboost"}, {"family": "xgboost"}],
+         "train.yaml: models: Value error, each family may appear once, repeated: ['xgboost']"),
+        ([{"family": "catboost"}],
+         "train.yaml: models.0: Input tag 'catboost' found using 'family' does not match"),
+    ],
+)
+def test_train_model_error_path_omits_the_family_tag(models: list[dict[str, object]], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(TRAIN_MINIMAL | {"models": models}, TrainJobConfig, "train.yaml")
+    assert str(info.value).startswith(expected), str(info.value)
+
+
+def test_train_config_models_and_aliases() -> None:
+    config = load_config(ROOT / "configs/train.yaml", TrainJobConfig)
+    families = ["random_forest", "svm", "xgboost", "lightgbm", "lstm", "transformer"]
+    assert [m.family for m in config.models] == families
+    assert config.registry.enabled is False and config.label.horizon == 5
+    registered = parse_config(TRAIN_MINIMAL | {"registry": {"register": True}}, TrainJobConfig)
+    assert registered.registry.enabled is True
+
+
+def test_importing_config_pulls_in_no_numerics_or_models() -> None:
+    code = ("import amcp.config, sys; print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('numpy', 'torch', 'sklearn') or m.startswith('amcp.models')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_model_params_are_re_exported_from_their_old_modules() -> None:
+    import amcp.config as config
+    from amcp.models import sequence, tabular
+
+    for name in ("RandomForestParams", "SupportVectorParams", "XGBoostParams", "LightGBMParams"):
+        assert getattr(tabular, name) is getattr(config, name), name
+    for name in ("LSTMParams", "TransformerParams"):
+        assert getattr(sequence, name) is getattr(config, name), name
 
 
 def test_union_tag_that_is_also_a_field_name_stays_in_the_path() -> None:
