@@ -18,8 +18,8 @@ more).
   bars already in memory as arrays — the model's features and predict, nothing else — one call
   at a time (latency), and its throughput as one thread's calls per second.
 - ``serve`` (ours, metrics ``p50_ms``, ``p99_ms``, ``requests_per_s``): ``POST /v1/signals`` with
-  an Arrow body (:mod:`amcp.models.wire`) built from per-symbol columns as the ``ml_signal``
-  strategy sends them, over one keep-alive HTTP connection, one request at a time; the timed
+  an Arrow body (:mod:`amcp.models.wire`) encoded from per-symbol numpy columns, as the
+  ``ml_signal`` strategy sends them, over one keep-alive HTTP connection, one request at a time; the timed
   call includes encoding the body, HTTP, the Serve proxy, parsing and checking the body in the
   replica, the batch queue, the replica's work and the answer. Then ``--clients`` threads, each
   with its own connection, for ``--duration-s`` (requests/s).
@@ -141,9 +141,16 @@ def bench_in_process(loaded: Any, bodies: list[dict[str, Any]], count: int) -> d
     return {"p50_ms": p50, "p99_ms": p99, "requests_per_s": 1000.0 / float(np.mean(samples))}
 
 
-def columns_of(body: dict[str, Any]) -> dict[str, Any]:
-    """The same body with each symbol's bars as columns instead of bar objects."""
-    return {**body, "bars": {s: {k: [bar[k] for bar in bars] for k in ("t", "o", "h", "l", "c", "v")}
+def columns_of(body: dict[str, Any], arrays: bool = False) -> dict[str, Any]:
+    """The same body with each symbol's bars as columns instead of bar objects: JSON lists, or
+    numpy arrays as the ``ml_signal`` strategy builds them from its buffers (``arrays``)."""
+    def column(bars: list[dict[str, Any]], key: str) -> Any:
+        values = [bar[key] for bar in bars]
+        if not arrays:
+            return values
+        return np.array(values, dtype="datetime64[D]") if key == "t" else np.array(values, dtype=np.float64)
+
+    return {**body, "bars": {s: {k: column(bars, k) for k in ("t", "o", "h", "l", "c", "v")}
                              for s, bars in body["bars"].items()}}
 
 
@@ -305,17 +312,17 @@ def main() -> int:
             serve.run(build_app(config), name="signals-bench", route_prefix="/")
             progress(f"serve (Arrow body): {args.requests} requests, then {args.clients} clients for "
                      f"{args.duration_s} s")
-            columns = [columns_of(b) for b in bodies]  # what the ml_signal strategy builds from its buffers
+            arrays = [columns_of(b, arrays=True) for b in bodies]  # what the ml_signal strategy builds
             SERVER_TIMING.clear()
-            ours_peer["serve"] = bench_serve(port, columns, "arrow", args.requests, args.clients, args.duration_s)
+            ours_peer["serve"] = bench_serve(port, arrays, "arrow", args.requests, args.clients, args.duration_s)
             timed = SERVER_TIMING[5 : 5 + args.requests]  # the single-client phase, after its warm-up
             server = {key: percentile([t[key] for t in timed], 50) for key in ("parse", "queue", "score", "total")}
             progress(f"floors: GET /v1/model and a handle, {args.requests} requests each")
             floor_http = bench_floor(port, args.requests)
-            ours_peer["handle"] = bench_handle("signals-bench", columns, args.requests)
+            ours_peer["handle"] = bench_handle("signals-bench", arrays, args.requests)
             for wire in ("json_columns", "json_rows"):
                 progress(f"serve ({wire} body): {args.requests} requests")
-                wire_bodies = columns if wire == "json_columns" else bodies
+                wire_bodies = [columns_of(b) for b in bodies] if wire == "json_columns" else bodies
                 ours_peer[wire] = bench_serve(port, wire_bodies, wire, args.requests, 0, 0.0)
         finally:
             serve.shutdown()
