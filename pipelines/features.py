@@ -33,12 +33,8 @@ from tqdm import tqdm
 
 from actors.cluster import connect_ray
 from amcp._typing import FloatArray, IntArray
-from amcp.config import (  # the job's config models; `X as X` keeps them importable from here
-    FeatureLabelConfig as FeatureLabelConfig,
-    FeatureOutputConfig as FeatureOutputConfig,
-    FeatureRayConfig as FeatureRayConfig,
+from amcp.config import (
     FeaturesJobConfig,
-    FeatureSelectionConfig as FeatureSelectionConfig,
     load_config,
 )
 from amcp.data.bars import BarPanel, load_daily_bars
@@ -49,7 +45,6 @@ from amcp.features.registry import FeatureRegistry, SeriesInputs, names_in
 from pipelines._common import guarded, new_run_id
 
 LABEL_PREFIX = "label_fwd_ret_"
-LabelConfig = FeatureLabelConfig  # its name before the job's config models moved to amcp.config
 
 
 class FeatureJobError(AmcpError):

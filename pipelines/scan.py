@@ -39,17 +39,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from actors.cluster import connect_ray
-from amcp.config import (  # the job's config models; `X as X` keeps them importable from here
-    _DEFAULT_SYNTHETIC as _DEFAULT_SYNTHETIC,
+from amcp.config import (
     MarketConfig,
     ScanJobConfig,
-    ScanOutputConfig as ScanOutputConfig,
-    ScanRayConfig as ScanRayConfig,
-    StoreSource as StoreSource,
     ScannerConfig,
     SurfaceFitConfig,
     SyntheticSource,
-    SyntheticUnderlying as SyntheticUnderlying,
     VendorFileSource,
     load_config,
 )

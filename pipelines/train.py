@@ -54,15 +54,9 @@ from tqdm import tqdm
 from actors.cluster import connect_ray
 from amcp._typing import FloatArray, IntArray
 from amcp.backtest.metrics import compute_metrics
-from amcp.config import (  # the job's config models; `X as X` keeps them importable from here
+from amcp.config import (
     EvaluationConfig,
-    FeatureSourceConfig as FeatureSourceConfig,
-    FoldConfig as FoldConfig,
-    ModelSpec as ModelSpec,
-    RegistryConfig as RegistryConfig,
     TrainJobConfig,
-    TrainLabelConfig,
-    TrainRayConfig as TrainRayConfig,
     load_config,
 )
 from amcp.data.bars import BarPanel
@@ -85,7 +79,6 @@ EXIT_PARTIAL = 1
 TORCH_FAMILIES = frozenset({"lstm", "transformer"})
 
 
-LabelConfig = TrainLabelConfig  # its name before the job's config models moved to amcp.config
 
 
 # --------------------------------------------------------------------------- the data set

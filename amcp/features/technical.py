@@ -22,8 +22,8 @@ Conventions (each feature's docstring states its formula, window and smoothing):
 from __future__ import annotations
 
 import functools
-import weakref
 import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 

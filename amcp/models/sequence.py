@@ -33,9 +33,9 @@ from torch import nn
 
 from amcp._typing import FloatArray
 
-# The families' hyper-parameters live in amcp.config (readable without torch); `X as X` keeps
-# them importable from here.
-from amcp.config import LSTMParams as LSTMParams, TransformerParams as TransformerParams, _SequenceParams
+# The families' hyper-parameters live in amcp.config (readable without torch), re-exported
+# here (__all__).
+from amcp.config import LSTMParams, TransformerParams, _SequenceParams
 from amcp.models.base import FeatureImputer, ModelError, ModelParams, check_target, write_manifest
 
 __all__ = ["LSTMModel", "LSTMParams", "TransformerModel", "TransformerParams", "resolve_device"]

@@ -23,12 +23,12 @@ import numpy as np
 from amcp._typing import FloatArray
 
 # The families' hyper-parameters live in amcp.config (readable without numpy or scikit-learn);
-# `X as X` keeps them importable from here.
+# re-exported here (__all__).
 from amcp.config import (
-    LightGBMParams as LightGBMParams,
-    RandomForestParams as RandomForestParams,
-    SupportVectorParams as SupportVectorParams,
-    XGBoostParams as XGBoostParams,
+    LightGBMParams,
+    RandomForestParams,
+    SupportVectorParams,
+    XGBoostParams,
 )
 from amcp.models.base import ModelError, ModelParams, as_matrix, check_target, write_manifest
 

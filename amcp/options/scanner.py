@@ -71,8 +71,9 @@ import numpy as np
 import numpy.typing as npt
 
 from amcp._typing import BoolArray, FloatArray, IntArray
+
 # The scanner's config models (and their Literal types) live in amcp.config; importable from here too.
-from amcp.config import ExerciseStyle as ExerciseStyle, LiquidityFilter, ScannerConfig, StructureFamily
+from amcp.config import LiquidityFilter, ScannerConfig, StructureFamily
 from amcp.errors import DataError
 from amcp.options import _scan_kernels as kern
 from amcp.options.black_scholes import bsm_price
