@@ -714,6 +714,12 @@ class ServeSignalsConfig(_Model):
     route_prefix: str = Field("/", pattern=r"^/\S*$")
     http_host: str = Field("127.0.0.1", min_length=1)
     http_port: int = Field(8000, ge=1, le=65535)
+    ingress: Literal["proxy", "direct"] = Field(
+        "proxy", description="proxy: HTTP through Serve's proxy on http_port only; direct: each replica also "
+        "serves HTTP itself on a port from direct_port up (Ray Serve's direct ingress, no proxy hop)")
+    direct_port: int = Field(
+        8100, ge=1, le=65435, description="direct ingress: the first replica port (replicas take the next free "
+        "ones, up to direct_port + 100)")
     ray_address: str | None = Field(
         None, description="Ray address; null uses RAY_ADDRESS or starts a local Ray")
     namespace: str = "amcp"

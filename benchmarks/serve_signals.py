@@ -19,15 +19,16 @@ more).
   at a time (latency), and its throughput as one thread's calls per second.
 - ``serve`` (ours, metrics ``p50_ms``, ``p99_ms``, ``requests_per_s``): ``POST /v1/signals`` with
   an Arrow body (:mod:`amcp.models.wire`) encoded from per-symbol numpy columns, as the
-  ``ml_signal`` strategy sends them, over one keep-alive HTTP connection, one request at a time; the timed
-  call includes encoding the body, HTTP, the Serve proxy, parsing and checking the body in the
-  replica, the batch queue, the replica's work and the answer. Then ``--clients`` threads, each
-  with its own connection, for ``--duration-s`` (requests/s).
-- ``p50_ms_json_columns`` / ``p50_ms_json_rows``: the same requests as JSON (columns; bar
-  objects), encoding timed too.
-- ``p50_ms_handle``: the Arrow requests through a Serve DeploymentHandle (no HTTP proxy).
-- ``serve_floor_p50_ms``: no-op round trips (``GET /v1/model``; a handle's ``model()``) — what
-  Serve itself costs on this machine before any work.
+  ``ml_signal`` strategy sends them, to the replica's own port (``ingress: direct``, Ray Serve's
+  direct ingress), over one keep-alive HTTP connection, one request at a time; the timed call
+  includes encoding the body, HTTP, parsing and checking the body in the replica, the batch
+  queue, the replica's work and the answer. Then ``--clients`` threads, each with its own
+  connection, for ``--duration-s`` (requests/s).
+- ``p50_ms_proxy``: the same Arrow requests through Serve's HTTP proxy (``ingress: proxy``, the
+  default); ``p50_ms_json_columns`` / ``p50_ms_json_rows``: as JSON (columns; bar objects)
+  through the proxy, encoding timed too; ``p50_ms_handle``: through a DeploymentHandle.
+- ``serve_floor_p50_ms``: no-op round trips (``GET /v1/model``) on the replica's port, against the
+  proxy's (and a handle's ``model()``) — what Serve itself costs on this machine before any work.
 
 The summary line says whether the target was met (Serve p50 within 3 ms of the in-process
 p50) and decomposes the replica's time from the ``Server-Timing`` headers (parse, queue,
@@ -277,7 +278,13 @@ def main() -> int:
     import ray
     from ray import serve
 
-    from serve.signals import ServeSignalsConfig, build_app, load_version
+    from serve.signals import (
+        ServeSignalsConfig,
+        answers_directly,
+        build_app,
+        direct_ingress_env,
+        load_version,
+    )
 
     load_before = load_average_1m()
     progress("loading bars and computing features")
@@ -301,29 +308,39 @@ def main() -> int:
         progress(f"in process: {args.requests} requests of {len(symbols)} symbols")
         ours_peer = {"in_process": bench_in_process(loaded, bodies, args.requests)}
 
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        ports = []
+        for _ in range(2):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                ports.append(probe.getsockname()[1])
+        port, direct_port = ports
+        config = ServeSignalsConfig(registry=StoreConfig(url=root), http_port=port, replica_num_cpus=1,
+                                    ingress="direct", direct_port=direct_port)
+        os.environ.update(direct_ingress_env(config))  # before Ray starts: its controller and replicas read it
         ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, configure_logging=False,
                  log_to_driver=False)
         try:
             serve.start(http_options={"host": "127.0.0.1", "port": port})
-            config = ServeSignalsConfig(registry=StoreConfig(url=root), http_port=port, replica_num_cpus=1)
             serve.run(build_app(config), name="signals-bench", route_prefix="/")
-            progress(f"serve (Arrow body): {args.requests} requests, then {args.clients} clients for "
-                     f"{args.duration_s} s")
+            if not answers_directly("127.0.0.1", direct_port, timeout_s=30.0):
+                raise SystemExit(f"the replica does not answer on its direct port {direct_port}")
             arrays = [columns_of(b, arrays=True) for b in bodies]  # what the ml_signal strategy builds
+            progress(f"serve, direct ingress (Arrow body): {args.requests} requests, then {args.clients} clients "
+                     f"for {args.duration_s} s")
             SERVER_TIMING.clear()
-            ours_peer["serve"] = bench_serve(port, arrays, "arrow", args.requests, args.clients, args.duration_s)
+            ours_peer["serve"] = bench_serve(direct_port, arrays, "arrow", args.requests, args.clients,
+                                             args.duration_s)
             timed = SERVER_TIMING[5 : 5 + args.requests]  # the single-client phase, after its warm-up
             server = {key: percentile([t[key] for t in timed], 50) for key in ("parse", "queue", "score", "total")}
-            progress(f"floors: GET /v1/model and a handle, {args.requests} requests each")
-            floor_http = bench_floor(port, args.requests)
-            ours_peer["handle"] = bench_handle("signals-bench", arrays, args.requests)
+            progress(f"serve through the proxy: Arrow, JSON columns, JSON bar objects, {args.requests} requests each")
+            ours_peer["proxy"] = bench_serve(port, arrays, "arrow", args.requests, 0, 0.0)
             for wire in ("json_columns", "json_rows"):
-                progress(f"serve ({wire} body): {args.requests} requests")
                 wire_bodies = [columns_of(b) for b in bodies] if wire == "json_columns" else bodies
                 ours_peer[wire] = bench_serve(port, wire_bodies, wire, args.requests, 0, 0.0)
+            progress(f"floors: GET /v1/model (direct, proxy) and a handle, {args.requests} requests each")
+            floors = {"direct": bench_floor(direct_port, args.requests), "proxy": bench_floor(port, args.requests)}
+            ours_peer["handle"] = bench_handle("signals-bench", arrays, args.requests)
+            floors["handle"] = ours_peer["handle"]["floor_p50_ms"]
         finally:
             serve.shutdown()
             ray.shutdown()
@@ -332,22 +349,19 @@ def main() -> int:
     for metric, unit in (("p50_ms", "ms"), ("p99_ms", "ms"), ("requests_per_s", "1/s")):
         emit(line(BENCH, metric, ours[metric], "in_process", peer[metric], unit, unit == "1/s", digits=3,
                   symbols=len(symbols), features=len(names), clients=args.clients if unit == "1/s" else 1))
-    for wire in ("json_columns", "json_rows"):
+    for path in ("proxy", "json_columns", "json_rows", "handle"):
         for metric in ("p50_ms", "p99_ms"):
-            emit(line(BENCH, f"{metric}_{wire}", ours_peer[wire][metric], "in_process", peer[metric], "ms", False,
+            emit(line(BENCH, f"{metric}_{path}", ours_peer[path][metric], "in_process", peer[metric], "ms", False,
                       digits=3, symbols=len(symbols), features=len(names), clients=1))
-    handle = ours_peer["handle"]
-    emit(line(BENCH, "p50_ms_handle", handle["p50_ms"], "in_process", peer["p50_ms"], "ms", False, digits=3,
-              symbols=len(symbols), features=len(names), clients=1))
-    emit(line(BENCH, "serve_floor_p50_ms", floor_http, "handle_floor", handle["floor_p50_ms"], "ms", False,
-              digits=3, note="no-op round trips: GET /v1/model over HTTP (ours) and model() through a handle"))
+    emit(line(BENCH, "serve_floor_p50_ms", floors["direct"], "proxy_floor", floors["proxy"], "ms", False,
+              digits=3, handle_floor=round(floors["handle"], 3),
+              note="no-op round trips (GET /v1/model): direct ingress (ours) and through the proxy"))
     gap = ours["p50_ms"] - peer["p50_ms"]
-    emit({"bench": BENCH, "summary": True, "p50_gap_ms": round(gap, 3), "body": "arrow",
-          "p50_gap_ms_json": {w: round(ours_peer[w]["p50_ms"] - peer["p50_ms"], 3)
-                              for w in ("json_columns", "json_rows")},
-          "p50_gap_ms_handle": round(handle["p50_ms"] - peer["p50_ms"], 3),
+    emit({"bench": BENCH, "summary": True, "p50_gap_ms": round(gap, 3), "path": "direct ingress, Arrow body",
+          "p50_gap_ms_other_paths": {w: round(ours_peer[w]["p50_ms"] - peer["p50_ms"], 3)
+                                     for w in ("proxy", "json_columns", "json_rows", "handle")},
           "replica_p50_ms": {k: round(v, 3) for k, v in server.items()},
-          "serve_floor_p50_ms": {"http": round(floor_http, 3), "handle": round(handle["floor_p50_ms"], 3)},
+          "serve_floor_p50_ms": {k: round(v, 3) for k, v in floors.items()},
           "targets": {"serve_p50_within_3ms_of_in_process": gap <= TARGET_P50_GAP_MS},
           "symbols": len(symbols), "features": len(names), "model": version.version,
           "load_average": [round(load_before, 2), load_average_1m()], "cpus": os.cpu_count()})

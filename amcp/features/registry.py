@@ -80,6 +80,19 @@ class SeriesInputs:
         if n > 1 and not (dates[1:] > dates[:-1]).all():
             raise DataError("series inputs: dates must be strictly increasing")
 
+    @classmethod
+    def from_checked_arrays(cls, dates: np.ndarray, open: FloatArray, high: FloatArray,  # noqa: A002
+                            low: FloatArray, close: FloatArray, volume: FloatArray, vwap: FloatArray,
+                            market: FloatArray | None) -> SeriesInputs:
+        """Build inputs from arrays already known to be valid, unchecked: ``datetime64[D]`` dates
+        strictly increasing, float64 contiguous columns of their length (e.g. a request the
+        signal service has checked over whole columns)."""
+        inputs = object.__new__(cls)
+        for name, value in (("dates", dates), ("open", open), ("high", high), ("low", low), ("close", close),
+                            ("volume", volume), ("vwap", vwap), ("market", market)):
+            object.__setattr__(inputs, name, value)
+        return inputs
+
     def __len__(self) -> int:
         return len(self.close)
 

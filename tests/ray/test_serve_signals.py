@@ -200,6 +200,52 @@ def test_columns_and_an_arrow_body_score_exactly_as_bar_objects(world: dict[str,
     assert garbage[0] == 400 and "not an Arrow IPC stream" in garbage[1]["error"]
 
 
+def test_direct_ingress_serves_the_same_scores_from_the_replicas_own_port(world: dict[str, Any],
+                                                                         tmp_path: Any) -> None:
+    """``python -m serve.signals`` with ``ingress: direct`` on a Ray of its own: the replica answers on
+    its port, with the scores the proxy gives."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from serve.signals import answers_directly
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    config = {"kind": "serve_signals", "registry": {"url": str(world["registry"].root)}, "http_port": ports[0],
+              "ingress": "direct", "direct_port": ports[1], "replica_num_cpus": 0, "ray_address": "local",
+              "namespace": "amcp-direct-test"}
+    path = tmp_path / "serve_direct.yaml"
+    path.write_text(yaml.safe_dump(config))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_SERVE_"))}
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen([sys.executable, "-m", "serve.signals", "--config", str(path)], cwd=root,
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert answers_directly("127.0.0.1", ports[1], timeout_s=180.0), "the replica never answered on its port"
+        body = body_at(world["bars"], N_DAYS - 1)
+        direct = post(f"http://127.0.0.1:{ports[1]}/v1/signals", body)
+        through_proxy = post(f"{world['url']}/v1/signals", body)
+
+        assert direct[0] == through_proxy[0] == 200
+        assert direct[1]["scores"] == through_proxy[1]["scores"]
+        assert direct[1]["version"] == world["versions"][0].version
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def test_a_body_that_is_not_json_is_answered_400(world: dict[str, Any]) -> None:
     status, answer = post(f"{world['url']}/v1/signals", None, raw=b"{not json")
 

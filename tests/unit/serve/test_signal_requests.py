@@ -150,3 +150,19 @@ def test_decode_keeps_symbols_in_first_seen_order_and_reads_nulls_as_nan() -> No
 
     assert as_of == DAYS[-1] and [b.symbol for b in decoded] == ["B", "A"]
     assert np.isnan(decoded[0].market[1]) and decoded[1].market[0] == 402.0
+
+
+def test_direct_ingress_needs_its_switch_and_port_range_in_rays_environment() -> None:
+    from amcp.config import ServeSignalsConfig, StoreConfig, parse_config
+    from amcp.errors import ConfigError
+    from serve.signals import direct_ingress_env
+
+    proxy = ServeSignalsConfig(registry=StoreConfig(url="runs/models"))
+    direct = ServeSignalsConfig(registry=StoreConfig(url="runs/models"), ingress="direct", direct_port=9100)
+
+    assert proxy.ingress == "proxy" and direct_ingress_env(proxy) == {}
+    assert direct_ingress_env(direct) == {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+                                          "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "9100",
+                                          "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "9200"}
+    with pytest.raises(ConfigError, match="ingress"):
+        parse_config({"registry": {"url": "x"}, "ingress": "sideways"}, ServeSignalsConfig)
