@@ -53,7 +53,6 @@ from tqdm import tqdm
 
 from actors.cluster import connect_ray
 from amcp._typing import FloatArray, IntArray
-from amcp.backtest.metrics import compute_metrics
 from amcp.config import (
     EvaluationConfig,
     TrainJobConfig,
@@ -436,10 +435,9 @@ def engine_backtest(data: TrainingData, rows: IntArray, scores: FloatArray,
 
     The scores become a (sessions × symbols) matrix on the whole panel (NaN off the rows) handed
     to :func:`engine_long_short` with the evaluation's quantile, rebalance period, ``cost_bps`` (as
-    slippage), starting cash and participation cap, and Alpaca's fees. A signal without two
-    different scores on any date (the ``zero`` baseline) holds no book, as in the vectorised
-    backtest (whereas the strategy would break the ties by universe order): the account stays at
-    its starting cash over the scored sessions and no engine run is made.
+    slippage), starting cash and participation cap, and Alpaca's fees. A constant signal (the
+    ``zero`` baseline) holds no book, as in the vectorised backtest: the strategy refuses to pick
+    ends that a tie spans.
 
     Returns NaN columns with a note when ``data`` has no bar panel or the engine refuses the
     signal (:class:`~amcp.models.base.ModelError`, e.g. no date with two scores).
@@ -447,18 +445,6 @@ def engine_backtest(data: TrainingData, rows: IntArray, scores: FloatArray,
     if data.panel is None:
         return _no_engine("no bar panel")
     signal = _signal_matrix(data, rows, scores, data.panel_dates)
-    finite = np.isfinite(signal)
-    highest = np.where(finite, signal, -np.inf).max(axis=1)
-    if not (highest > np.where(finite, signal, np.inf).min(axis=1)).any():
-        scored = np.flatnonzero(finite.sum(axis=1) >= 2)
-        if scored.size == 0:
-            return _no_engine("no date has a score for two symbols")
-        dates = data.panel_dates[scored[0]: scored[-1] + 1]
-        equity = np.full(dates.size, float(evaluation.starting_cash_usd))
-        flat = compute_metrics(np.concatenate(([equity[0]], equity)))
-        return EngineRun({"bt_total_return": flat["total_return"], "bt_sharpe": flat["sharpe"],
-                          "bt_max_drawdown": flat["max_drawdown"], "bt_turnover": 0.0, "bt_fills": 0.0},
-                         dates, equity, "constant signal: no book held")
     try:
         result = engine_long_short(data.panel, signal, quantile=evaluation.quantile,
                                    rebalance_every=evaluation.rebalance_every, cost_bps=evaluation.cost_bps,

@@ -10,6 +10,8 @@ correlation) — to the signal service and ranks the scores it gets back:
 
 - ``long_short``: ``k = max(1, floor(quantile × m))`` of the ``m`` scored symbols (at most
   ``m // 2``); weight ``+0.5 / k`` in the ``k`` best, ``-0.5 / k`` in the ``k`` worst;
+  when a tie spans both ends (the ``k``-th best score equals the ``k``-th worst, e.g. a constant
+  signal) nothing is held;
 - ``long_only``: weight ``1 / top_k`` in the ``top_k`` best.
 
 Symbols it held and no longer selects get weight 0 (a held symbol without a bar this cycle is
@@ -247,11 +249,16 @@ class MLSignalStrategy(Strategy):
         self.last_version = answer.version
         candidates = chosen[usable]
         # Best first; a stable sort on the negated score keeps ties in universe order.
-        order = candidates[np.argsort(-score[usable], kind="stable")]
+        ranking = np.argsort(-score[usable], kind="stable")
+        order, ranked = candidates[ranking], score[usable][ranking]
         selected = np.zeros_like(self._held)
         if config.portfolio == "long_short":
             count = min(max(1, math.floor(config.quantile * order.size)), order.size // 2)
             longs, shorts = order[:count], order[order.size - count :][::-1]
+            if ranked[count - 1] <= ranked[order.size - count]:
+                # A tie spans both sides (e.g. every score equal): the scores cannot tell the ends
+                # apart, so no book is held rather than one picked by universe order.
+                longs, shorts = order[:0], order[:0]
             long_weight, short_weight = 0.5 / count, -0.5 / count
         else:
             longs, shorts = order[: config.top_k], order[:0]

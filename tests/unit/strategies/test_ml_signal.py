@@ -95,6 +95,24 @@ def test_long_short_holds_the_best_and_worst_quantile() -> None:
     assert strategy.held == {"D": 1, "B": 1, "E": -1, "C": -1} and strategy.last_version == "v0001-abcdef12"
 
 
+def test_a_tie_spanning_both_ends_holds_no_book_and_exits_what_was_held() -> None:
+    scores = dict(RANK)
+    endpoint = FakeEndpoint(lambda s: scores[s])
+    strategy = MLSignalStrategy(config(rebalance_bars=1), SYMBOLS, endpoint)
+    for t in range(2):
+        strategy.on_bars(batch(t))
+    first = weights(strategy.on_bars(batch(2)))
+    scores.update(dict.fromkeys(SYMBOLS, 0.0))  # the model now tells nothing apart
+    flat = weights(strategy.on_bars(batch(3)))
+    held_when_flat = strategy.held
+    scores.update(A=1.0, B=1.0, C=0.5, D=0.5, E=0.5, F=0.5)  # k = 2: the 2nd best (1.0) beats the 2nd worst
+    split = weights(strategy.on_bars(batch(4)))
+
+    assert first == {"D": 0.25, "B": 0.25, "E": -0.25, "C": -0.25}
+    assert flat == dict.fromkeys(first, 0.0) and held_when_flat == {}
+    assert split["A"] == split["B"] == 0.25 and sum(w < 0 for w in split.values()) == 2
+
+
 def test_long_only_holds_the_top_k_and_exits_what_drops_out() -> None:
     scores = dict(RANK)
     strategy = MLSignalStrategy(config(portfolio="long_only", top_k=2), SYMBOLS, FakeEndpoint(scores.get))
