@@ -36,6 +36,7 @@ from amcp.config import ModelParams as ModelParams
 from amcp.errors import AmcpError
 
 __all__ = [
+    "check_model_args",
     "FAMILIES",
     "MODEL_FILE",
     "FeatureImputer",
@@ -185,6 +186,22 @@ def load_model(directory: str) -> SignalModel:
 
 
 # --------------------------------------------------------------------------- input helpers
+
+
+def check_model_args(family: str, feature_names: tuple[str, ...], params: ModelParams,
+                     params_type: type[ModelParams]) -> tuple[str, ...]:
+    """A family constructor's arguments checked: features named, unique; params of the family's type.
+
+    Raises:
+        ModelError: naming the family and what is wrong.
+    """
+    if not feature_names:
+        raise ModelError(f"{family}: at least one feature is needed")
+    if len(set(feature_names)) != len(feature_names):
+        raise ModelError(f"{family}: feature names must be unique")
+    if not isinstance(params, params_type):
+        raise ModelError(f"{family}: expected {params_type.__name__}, got {type(params).__name__}")
+    return tuple(feature_names)
 
 
 def as_matrix(X: FloatArray, n_features: int) -> FloatArray:

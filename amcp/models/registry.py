@@ -506,13 +506,7 @@ class ModelRegistry:
     def _create_exclusive(self, path: str, data: bytes) -> bool:
         """Create ``path`` holding ``data`` unless it exists; return whether this call created it."""
         if self._local:
-            folder, name = os.path.split(path)
-            os.makedirs(folder, exist_ok=True)
-            temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            temporary = _durable_temporary(path, data)
             try:
                 os.link(temporary, path)  # atomic, and fails if the name is taken
             except FileExistsError:
@@ -531,14 +525,7 @@ class ModelRegistry:
     def _write_replace(self, path: str, data: bytes) -> None:
         """Write ``path`` whole, atomically (a local temporary file renamed, or one object PUT)."""
         if self._local:
-            folder, name = os.path.split(path)
-            os.makedirs(folder, exist_ok=True)
-            temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
+            os.replace(_durable_temporary(path, data), path)
             return
         self._storage("write", path, lambda: self._fs.pipe_file(path, data))
 
@@ -612,3 +599,15 @@ def _dumps(data: Mapping[str, Any]) -> bytes:
 def _sequence_of(version: str) -> int:
     match = _VERSION.match(version)
     return int(match.group(1)) if match else -1
+
+
+def _durable_temporary(path: str, data: bytes) -> str:
+    """Write ``data`` to a new hidden temporary file beside ``path``, flushed to disk; return its path."""
+    folder, name = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return temporary

@@ -36,7 +36,14 @@ from amcp._typing import FloatArray
 # The families' hyper-parameters live in amcp.config (readable without torch), re-exported
 # here (__all__).
 from amcp.config import LSTMParams, TransformerParams, _SequenceParams
-from amcp.models.base import FeatureImputer, ModelError, ModelParams, check_target, write_manifest
+from amcp.models.base import (
+    FeatureImputer,
+    ModelError,
+    ModelParams,
+    check_model_args,
+    check_target,
+    write_manifest,
+)
 
 __all__ = ["LSTMModel", "LSTMParams", "TransformerModel", "TransformerParams", "resolve_device"]
 
@@ -92,13 +99,7 @@ class _SequenceModel(ABC):
     params_type: ClassVar[type[_SequenceParams]]
 
     def __init__(self, feature_names: tuple[str, ...], params: ModelParams) -> None:
-        if not feature_names:
-            raise ModelError(f"{self.family}: at least one feature is needed")
-        if len(set(feature_names)) != len(feature_names):
-            raise ModelError(f"{self.family}: feature names must be unique")
-        if not isinstance(params, self.params_type):
-            raise ModelError(f"{self.family}: expected {self.params_type.__name__}, got {type(params).__name__}")
-        self.feature_names = tuple(feature_names)
+        self.feature_names = check_model_args(self.family, feature_names, params, self.params_type)
         self.params: _SequenceParams = params
         self.lookback = params.lookback
         self._network: nn.Module | None = None

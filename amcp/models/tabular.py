@@ -30,7 +30,14 @@ from amcp.config import (
     SupportVectorParams,
     XGBoostParams,
 )
-from amcp.models.base import ModelError, ModelParams, as_matrix, check_target, write_manifest
+from amcp.models.base import (
+    ModelError,
+    ModelParams,
+    as_matrix,
+    check_model_args,
+    check_target,
+    write_manifest,
+)
 
 __all__ = [
     "LightGBMModel",
@@ -52,13 +59,7 @@ class _TabularModel:
     lookback: int = 1
 
     def __init__(self, feature_names: tuple[str, ...], params: ModelParams) -> None:
-        if not feature_names:
-            raise ModelError(f"{self.family}: at least one feature is needed")
-        if len(set(feature_names)) != len(feature_names):
-            raise ModelError(f"{self.family}: feature names must be unique")
-        if not isinstance(params, self.params_type):
-            raise ModelError(f"{self.family}: expected {self.params_type.__name__}, got {type(params).__name__}")
-        self.feature_names = tuple(feature_names)
+        self.feature_names = check_model_args(self.family, feature_names, params, self.params_type)
         self.params = params
         self._fitted = False
 
