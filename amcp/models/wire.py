@@ -77,6 +77,10 @@ def encode_request(body: Mapping[str, Any]) -> bytes:
         symbols, dates, columns = [], [], [[] for _ in BAR_FIELDS]
         for symbol, bars in body["bars"].items():
             day, values = _column_arrays(bars)
+            lengths = {day.size, *(value.size for value in values)}
+            if len(lengths) != 1 or day.ndim != 1:
+                raise WireError(f"bars.{symbol}: the columns t, {', '.join(BAR_FIELDS)} must be 1-D and of one "
+                                f"length, got {[day.size, *(value.size for value in values)]}")
             symbols.append((str(symbol), day.size))
             dates.append(day)
             for k, value in enumerate(values):
@@ -90,6 +94,9 @@ def encode_request(body: Mapping[str, Any]) -> bytes:
             else:
                 market_days = np.array([row["t"] for row in market], dtype="datetime64[D]")
                 market_close = np.array([row["c"] for row in market], dtype=np.float64)
+            if market_days.shape != market_close.shape or market_days.ndim != 1:
+                raise WireError(f"market: t and c must be 1-D and of one length, got {market_days.shape} and "
+                                f"{market_close.shape}")
     except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"cannot encode the request: {type(exc).__name__}: {exc}") from None
     all_dates = np.concatenate(dates) if dates else np.empty(0, dtype="datetime64[D]")

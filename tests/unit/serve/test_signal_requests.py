@@ -166,3 +166,19 @@ def test_direct_ingress_needs_its_switch_and_port_range_in_rays_environment() ->
                                           "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "9200"}
     with pytest.raises(ConfigError, match="ingress"):
         parse_config({"registry": {"url": "x"}, "ingress": "sideways"}, ServeSignalsConfig)
+
+
+def test_encoding_refuses_columns_of_different_lengths_with_the_symbol_named() -> None:
+    from amcp.models.wire import WireError
+
+    body = columns_body(rows_body())
+    body["bars"]["BBB"]["o"] = body["bars"]["BBB"]["o"][:-1]
+    with pytest.raises(WireError, match=r"bars.BBB: the columns t, o, h, l, c, v must be 1-D and of one length"):
+        encode_request(body)
+
+    body = columns_body(rows_body())
+    body["market"]["c"] = body["market"]["c"][:-1]
+    with pytest.raises(WireError, match="market: t and c must be 1-D and of one length"):
+        encode_request(body)
+    with pytest.raises(WireError, match="cannot encode the request: KeyError"):
+        encode_request({"bars": {}})
