@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import deque
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -17,6 +19,7 @@ from amcp.engine.recorder import RunResult
 from amcp.errors import AmcpError
 
 ConfigT = TypeVar("ConfigT")
+ItemT = TypeVar("ItemT")
 
 EXIT_BAD_INPUT = 2
 
@@ -57,6 +60,57 @@ def guarded(job: Callable[[], int]) -> int:
         return job()
     except AmcpError as exc:
         return fail(str(exc), getattr(exc, "exit_code", EXIT_BAD_INPUT))
+
+
+def run_bounded(
+    ray: Any,
+    items: Iterable[ItemT],
+    submit: Callable[[ItemT], Any],
+    limit: int,
+    *,
+    on_error: Callable[[ItemT, str], Any],
+    on_done: Callable[[ItemT], None] | None = None,
+    poll: Callable[[], None] | None = None,
+    timeout: float | None = None,
+) -> list[Any]:
+    """Run one Ray task per item, at most ``limit`` in flight; one result per item, in completion order.
+
+    ``submit(item)`` starts an item's task and returns its object ref; items are submitted in
+    ``items`` order, topping up to ``limit`` whenever a task finishes. Each round waits (``ray.wait``,
+    one ref, ``timeout`` seconds; None blocks) for a task to finish and takes its value
+    (``ray.get``). A task that raised (a worker crash, an unexpected error) gives
+    ``on_error(item, reason)`` instead, ``reason`` being ``"<ExceptionType>: <first line, at most
+    300 characters>"`` of the task's own error (the ``cause`` Ray wraps); the other tasks carry on.
+    If ``on_error`` raises, the tasks still in flight are cancelled (``ray.cancel``) and its
+    exception propagates. ``on_done(item)`` runs after each item's result (or ``on_error`` answer)
+    is collected, ``poll()`` after every wait round, finished task or not (for progress reporting).
+    """
+    queue = deque(items)
+    pending: dict[Any, ItemT] = {}
+    results: list[Any] = []
+    while queue or pending:
+        while queue and len(pending) < limit:
+            item = queue.popleft()
+            pending[submit(item)] = item
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+        for ref in ready:
+            item = pending.pop(ref)
+            try:
+                results.append(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - on_error decides: a failed result or a raise
+                cause = getattr(exc, "cause", None) or exc
+                reason = f"{type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}"
+                try:
+                    results.append(on_error(item, reason))
+                except BaseException:
+                    for other in pending:
+                        ray.cancel(other)
+                    raise
+            if on_done is not None:
+                on_done(item)
+        if poll is not None:
+            poll()
+    return results
 
 
 def new_run_id(name: str) -> str:

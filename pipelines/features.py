@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ from amcp.errors import AmcpError
 from amcp.features.labels import forward_returns
 from amcp.features.market import equal_weight_index
 from amcp.features.registry import FeatureRegistry, SeriesInputs, names_in
-from pipelines._common import guarded, new_run_id
+from pipelines._common import guarded, new_run_id, run_bounded
 
 LABEL_PREFIX = "label_fwd_ret_"
 
@@ -152,28 +152,17 @@ def _run_tasks(ray: Any, config: FeaturesJobConfig, panel: BarPanel, series: tup
     task = ray.remote(num_cpus=config.ray.task_num_cpus, max_retries=0)(compute_symbols)
     bars_ref = ray.put(panel_bars(panel))
     size = config.ray.symbols_per_task
-    queue = [list(range(i, min(i + size, len(panel.symbols)))) for i in range(0, len(panel.symbols), size)]
-    pending: dict[Any, list[int]] = {}
-    results: list[SymbolFeatures] = []
+    groups = [list(range(i, min(i + size, len(panel.symbols)))) for i in range(0, len(panel.symbols), size)]
+
+    def failed(batch: list[int], reason: str) -> NoReturn:  # run_bounded cancels the tasks still in flight
+        symbols = [panel.symbols[c] for c in batch]
+        raise FeatureJobError(f"feature task for {symbols} failed: {reason}") from None
+
     with tqdm(total=len(panel.symbols), desc="features", unit="symbol", disable=quiet, file=sys.stderr) as bar:
-        while queue or pending:
-            while queue and len(pending) < config.ray.max_tasks_in_flight:
-                batch = queue.pop(0)
-                pending[task.remote(bars_ref, batch, series)] = batch
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                batch = pending.pop(ref)
-                try:
-                    results.extend(ray.get(ref))
-                except Exception as exc:  # noqa: BLE001 - reported with the symbols of the task
-                    for other in pending:
-                        ray.cancel(other)
-                    cause = getattr(exc, "cause", None) or exc
-                    symbols = [panel.symbols[c] for c in batch]
-                    raise FeatureJobError(f"feature task for {symbols} failed: {type(cause).__name__}: "
-                                          f"{str(cause).splitlines()[0][:300] if str(cause) else ''}") from None
-                bar.update(len(batch))
-    return results
+        batches = run_bounded(ray, groups, lambda batch: task.remote(bars_ref, batch, series),
+                              config.ray.max_tasks_in_flight, on_error=failed,
+                              on_done=lambda batch: bar.update(len(batch)))
+    return [result for batch in batches for result in batch]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

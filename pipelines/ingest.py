@@ -46,7 +46,7 @@ from amcp.data.ingest import (
     summarize,
 )
 from amcp.errors import ConfigError
-from pipelines._common import guarded, new_run_id
+from pipelines._common import guarded, new_run_id, run_bounded
 
 EXIT_PARTIAL = 1
 
@@ -174,34 +174,20 @@ class _Unit:
     kind: str
 
 
-def _run_bounded(ray: Any, units: list[_Unit], limit: int, bar: tqdm, poll: Callable[[], int] | None = None
-                 ) -> list[SymbolIngest]:
+def _run_units(ray: Any, units: list[_Unit], limit: int, bar: tqdm, poll: Callable[[], int] | None = None
+               ) -> list[SymbolIngest]:
     """Run ``units`` with at most ``limit`` in flight; their results in completion order.
 
     A task that fails outright (a worker crash, an unexpected error) fails its symbols with the
-    reason; the other tasks carry on.
+    reason; the other tasks carry on. The bar moves by each unit's weight, or to ``poll()``.
     """
-    pending: dict[Any, _Unit] = {}
-    results: list[SymbolIngest] = []
-    queue = list(units)
-    while queue or pending:
-        while queue and len(pending) < limit:
-            unit = queue.pop(0)
-            pending[unit.submit()] = unit
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-        for ref in ready:
-            unit = pending.pop(ref)
-            try:
-                results.extend(ray.get(ref))
-            except Exception as exc:  # noqa: BLE001 - any task failure is reported, never fatal
-                cause = getattr(exc, "cause", None) or exc
-                reason = f"task failed: {type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}"
-                results.extend(SymbolIngest(symbol, unit.kind, error=reason) for symbol in unit.symbols)
-            if poll is None:
-                bar.update(unit.weight)
-        if poll is not None:
-            bar.update(max(0, poll() - bar.n))
-    return results
+    def failed(unit: _Unit, reason: str) -> list[SymbolIngest]:
+        return [SymbolIngest(symbol, unit.kind, error=f"task failed: {reason}") for symbol in unit.symbols]
+
+    batches = run_bounded(ray, units, lambda unit: unit.submit(), limit, on_error=failed, timeout=0.5,
+                          on_done=(lambda unit: bar.update(unit.weight)) if poll is None else None,
+                          poll=(lambda: bar.update(max(0, poll() - bar.n))) if poll is not None else None)
+    return [result for batch in batches for result in batch]
 
 
 def _file_job(config: IngestConfig, source: FileSourceConfig, ray: Any, quiet: bool) -> tuple[list[SymbolIngest], dict[str, Any]]:
@@ -234,7 +220,7 @@ def _file_job(config: IngestConfig, source: FileSourceConfig, ray: Any, quiet: b
         units.append(_Unit(lambda ref=ref: task.remote(config.store.url, options, kind, ref, quality, key, daily),
                            len(group), group, kind))
     with tqdm(total=len(symbols), desc="ingest", unit="symbol", disable=quiet, file=sys.stderr) as bar:
-        results = _run_bounded(ray, units, config.ray.max_tasks_in_flight, bar)
+        results = _run_units(ray, units, config.ray.max_tasks_in_flight, bar)
     return results, {"kind": kind, "job_key": key}
 
 
@@ -280,8 +266,8 @@ def _alpaca_job(config: IngestConfig, source: AlpacaSourceConfig, ray: Any, quie
                                                     "option_chains", underlyings, source.start, end),
                            0, underlyings, "options/chains"))
     with tqdm(total=sum(u.weight for u in units), desc="ingest", unit="window", disable=quiet, file=sys.stderr) as bar:
-        results = _run_bounded(ray, units, config.ray.max_tasks_in_flight, bar,
-                               poll=lambda: ray.get(progress.value.remote()))
+        results = _run_units(ray, units, config.ray.max_tasks_in_flight, bar,
+                             poll=lambda: ray.get(progress.value.remote()))
     return results, {"kind": kind, "job_key": key, "windows_per_symbol": len(windows)}
 
 

@@ -51,9 +51,11 @@ from amcp.config import (
 from amcp.errors import AmcpError, DataError
 from amcp.options.chain import OptionChain
 from amcp.options.scanner import ChainScan, scan_chain
-from pipelines._common import guarded, new_run_id
+from pipelines._common import guarded, new_run_id, run_bounded
 
 EXIT_PARTIAL = 1
+
+_ChainJob = tuple[tuple[str, date], Any, dict[str, Any] | None]  # (underlying, quote date), chain, store args
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -153,7 +155,7 @@ def _synthetic_chains(source: SyntheticSource, market: MarketConfig) -> dict[tup
 def _run_tasks(ray: Any, config: ScanJobConfig, quiet: bool) -> list[ChainScanned]:
     task = ray.remote(num_cpus=config.ray.task_num_cpus, max_retries=0)(_scan_task)
     source = config.source
-    jobs: list[tuple[tuple[str, date], Any, dict[str, Any] | None]] = []
+    jobs: list[_ChainJob] = []
     if isinstance(source, SyntheticSource):
         jobs = [(key, chain, None) for key, chain in _synthetic_chains(source, config.market).items()]
     elif isinstance(source, VendorFileSource):
@@ -161,26 +163,18 @@ def _run_tasks(ray: Any, config: ScanJobConfig, quiet: bool) -> list[ChainScanne
     else:
         store_args = {"url": source.store.url, "options": source.store.storage_options()}
         jobs = [((u.upper(), d), None, store_args) for u in source.underlyings for d in source.quote_dates]
-    pending: dict[Any, tuple[str, date]] = {}
-    results: list[ChainScanned] = []
-    queue = list(jobs)
+
+    def submit(job: _ChainJob) -> Any:
+        (underlying, day), chain, store_args = job
+        return task.remote(chain, store_args, underlying, day, config.market, config.surface, config.scanner)
+
+    def failed(job: _ChainJob, reason: str) -> ChainScanned:
+        (underlying, day), _, _ = job  # a dead task fails its chain, the job carries on
+        return ChainScanned(underlying, day, error=f"task failed: {reason}")
+
     with tqdm(total=len(jobs), desc="scan", unit="chain", disable=quiet, file=sys.stderr) as bar:
-        while queue or pending:
-            while queue and len(pending) < config.ray.max_tasks_in_flight:
-                (underlying, day), chain, store_args = queue.pop(0)
-                ref = task.remote(chain, store_args, underlying, day, config.market, config.surface, config.scanner)
-                pending[ref] = (underlying, day)
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                underlying, day = pending.pop(ref)
-                try:
-                    results.append(ray.get(ref))
-                except Exception as exc:  # noqa: BLE001 - a dead task fails its chain, the job carries on
-                    cause = getattr(exc, "cause", None) or exc
-                    first_line = str(cause).splitlines()[0][:300] if str(cause) else ""
-                    results.append(ChainScanned(underlying, day,
-                                                error=f"task failed: {type(cause).__name__}: {first_line}"))
-                bar.update(1)
+        results: list[ChainScanned] = run_bounded(ray, jobs, submit, config.ray.max_tasks_in_flight,
+                                                  on_error=failed, on_done=lambda _: bar.update(1))
     return sorted(results, key=lambda r: (r.quote_date, r.underlying))
 
 

@@ -72,7 +72,7 @@ from amcp.models.evaluate import (
     write_leaderboard,
 )
 from amcp.models.metrics import signal_metrics
-from pipelines._common import guarded, new_run_id
+from pipelines._common import guarded, new_run_id, run_bounded
 
 EXIT_PARTIAL = 1
 TORCH_FAMILIES = frozenset({"lstm", "transformer"})
@@ -284,26 +284,22 @@ def run_fits(ray: Any, data: TrainingData, jobs: list[FitJob], config: TrainJobC
     torch_task = ray.remote(num_cpus=config.ray.task_num_cpus, num_gpus=config.ray.task_num_gpus,
                             max_retries=0)(fit_and_predict)
     by_trainer = [j for j in jobs if config.ray.use_ray_train and j.family in TORCH_FAMILIES]
-    queue = [j for j in jobs if j not in by_trainer]
-    outcomes: list[FitOutcome] = []
-    pending: dict[Any, FitJob] = {}
+    by_task = [j for j in jobs if j not in by_trainer]
+
+    def submit(job: FitJob) -> Any:
+        task = torch_task if job.family in TORCH_FAMILIES else cpu_task
+        return task.remote(data_ref, specs[job.family], job)
+
+    def failed(job: FitJob, reason: str) -> FitOutcome:  # a dead task fails its fit, the job carries on
+        return FitOutcome(job.family, job.fold, None, None, 0.0, f"task failed: {reason}")
+
     with tqdm(total=len(jobs), desc="train", unit="fit", disable=quiet, file=sys.stderr) as bar:
-        while queue or pending:
-            while queue and len(pending) < config.ray.max_tasks_in_flight:
-                job = queue.pop(0)
-                task = torch_task if job.family in TORCH_FAMILIES else cpu_task
-                pending[task.remote(data_ref, specs[job.family], job)] = job
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                job = pending.pop(ref)
-                try:
-                    outcomes.append(ray.get(ref))
-                except Exception as exc:  # noqa: BLE001 - a dead task fails its fit, the job carries on
-                    cause = getattr(exc, "cause", None) or exc
-                    outcomes.append(FitOutcome(job.family, job.fold, None, None, 0.0,
-                                               f"task failed: {type(cause).__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}"))
-                bar.set_postfix_str(f"{job.family} fold {job.fold}")
-                bar.update(1)
+        def done(job: FitJob) -> None:
+            bar.set_postfix_str(f"{job.family} fold {job.fold}")
+            bar.update(1)
+
+        outcomes: list[FitOutcome] = run_bounded(ray, by_task, submit, config.ray.max_tasks_in_flight,
+                                                 on_error=failed, on_done=done)
         for job in by_trainer:
             outcomes.append(_fit_with_ray_train(data_ref, data, specs[job.family], job, config, run_dir / "ray_train"))
             bar.set_postfix_str(f"{job.family} fold {job.fold} (ray train)")
