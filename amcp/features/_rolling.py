@@ -1,4 +1,9 @@
-"""Rolling-window kernels over 1-D float64 arrays, compiled with numba.
+"""Rolling-window kernels over float64 series or panels, compiled with numba.
+
+Every public kernel takes a 1-D series of length ``T`` or a 2-D *panel* of shape ``(T, N)``
+(dates down, symbols across, each column an independent series) and returns the same shape;
+column ``j`` of a panel's result is bit for bit the 1-D result on column ``j`` (the columns are
+looped inside numba, with no per-column Python overhead).
 
 Window semantics, shared by every kernel: the value at bar ``t`` is computed from
 ``x[t - window + 1 .. t]`` (the ``window`` most recent bars, ``t`` included); it is NaN for
@@ -244,14 +249,107 @@ def _count_nb(x: FloatArray, w: int) -> FloatArray:
     return out
 
 
+# ------------------------------------------------------------------- panel (T, N) wrappers
+# Each loops the columns inside numba: the column is copied into a contiguous buffer, so the 1-D
+# kernel runs on exactly the array type (and code) a 1-D call does, and the result is bit for bit
+# the same.
+
+
+@_jit
+def _sum_panel(x: FloatArray, w: int, mean: bool) -> FloatArray:
+    out = np.empty(x.shape)
+    col = np.empty(x.shape[0])
+    for j in range(x.shape[1]):
+        col[:] = x[:, j]
+        out[:, j] = _sum_nb(col, w, mean)
+    return out
+
+
+@_jit
+def _std_panel(x: FloatArray, w: int, ddof: int) -> FloatArray:
+    out = np.empty(x.shape)
+    col = np.empty(x.shape[0])
+    for j in range(x.shape[1]):
+        col[:] = x[:, j]
+        out[:, j] = _std_nb(col, w, ddof)
+    return out
+
+
+@_jit
+def _extreme_panel(x: FloatArray, w: int, maximum: bool, position: bool) -> FloatArray:
+    out = np.empty(x.shape)
+    col = np.empty(x.shape[0])
+    for j in range(x.shape[1]):
+        col[:] = x[:, j]
+        out[:, j] = _extreme_nb(col, w, maximum, position)
+    return out
+
+
+@_jit
+def _quantile_panel(x: FloatArray, w: int, q: float) -> FloatArray:
+    out = np.empty(x.shape)
+    col = np.empty(x.shape[0])
+    for j in range(x.shape[1]):
+        col[:] = x[:, j]
+        out[:, j] = _quantile_nb(col, w, q)
+    return out
+
+
+@_jit
+def _rank_panel(x: FloatArray, w: int) -> FloatArray:
+    out = np.empty(x.shape)
+    col = np.empty(x.shape[0])
+    for j in range(x.shape[1]):
+        col[:] = x[:, j]
+        out[:, j] = _rank_nb(col, w)
+    return out
+
+
+@_jit
+def _regression_panel(x: FloatArray, w: int, kind: int, min_std: float) -> FloatArray:
+    out = np.empty(x.shape)
+    col = np.empty(x.shape[0])
+    for j in range(x.shape[1]):
+        col[:] = x[:, j]
+        out[:, j] = _regression_nb(col, w, kind, min_std)
+    return out
+
+
+@_jit
+def _corr_panel(x: FloatArray, y: FloatArray, w: int, min_std: float) -> FloatArray:
+    out = np.empty(x.shape)
+    col_x = np.empty(x.shape[0])
+    col_y = np.empty(x.shape[0])
+    for j in range(x.shape[1]):
+        col_x[:] = x[:, j]
+        col_y[:] = y[:, j]
+        out[:, j] = _corr_nb(col_x, col_y, w, min_std)
+    return out
+
+
+@_jit
+def _count_panel(x: FloatArray, w: int) -> FloatArray:
+    out = np.empty(x.shape)
+    col = np.empty(x.shape[0])
+    for j in range(x.shape[1]):
+        col[:] = x[:, j]
+        out[:, j] = _count_nb(col, w)
+    return out
+
+
 # ---------------------------------------------------------------------------------- public API
 
 
 def _series(x: FloatArray, name: str) -> FloatArray:
-    array = np.ascontiguousarray(x, dtype=np.float64)
-    if array.ndim != 1:
-        raise DataError(f"rolling {name}: input must be 1-D, got shape {array.shape}")
-    return array
+    array = np.asarray(x, dtype=np.float64)
+    if array.ndim not in (1, 2):
+        raise DataError(f"rolling {name}: input must be 1-D (T,) or 2-D (T, N), got shape {array.shape}")
+    return np.ascontiguousarray(array)
+
+
+def _run(kernel, panel, array: FloatArray, *args):  # type: ignore[no-untyped-def]
+    """The 1-D ``kernel`` on a series, the column-looping ``panel`` wrapper on a (T, N) panel."""
+    return kernel(array, *args) if array.ndim == 1 else panel(array, *args)
 
 
 def _window(window: int, name: str, minimum: int = 1) -> int:
@@ -262,12 +360,12 @@ def _window(window: int, name: str, minimum: int = 1) -> int:
 
 def rolling_sum(x: FloatArray, window: int) -> FloatArray:
     """Sum of the last ``window`` values (module docstring: window and NaN semantics)."""
-    return _sum_nb(_series(x, "sum"), _window(window, "sum"), False)
+    return _run(_sum_nb, _sum_panel, _series(x, "sum"), _window(window, "sum"), False)
 
 
 def rolling_mean(x: FloatArray, window: int) -> FloatArray:
     """Arithmetic mean of the last ``window`` values (Qlib's ``Mean``)."""
-    return _sum_nb(_series(x, "mean"), _window(window, "mean"), True)
+    return _run(_sum_nb, _sum_panel, _series(x, "mean"), _window(window, "mean"), True)
 
 
 def rolling_std(x: FloatArray, window: int, ddof: int = 1) -> FloatArray:
@@ -282,17 +380,17 @@ def rolling_std(x: FloatArray, window: int, ddof: int = 1) -> FloatArray:
     w = _window(window, "std")
     if not 0 <= ddof < w:
         raise DataError(f"rolling std: ddof must be in [0, window={w}), got {ddof}")
-    return _std_nb(_series(x, "std"), w, int(ddof))
+    return _run(_std_nb, _std_panel, _series(x, "std"), w, int(ddof))
 
 
 def rolling_max(x: FloatArray, window: int) -> FloatArray:
     """Largest of the last ``window`` values (Qlib's ``Max``)."""
-    return _extreme_nb(_series(x, "max"), _window(window, "max"), True, False)
+    return _run(_extreme_nb, _extreme_panel, _series(x, "max"), _window(window, "max"), True, False)
 
 
 def rolling_min(x: FloatArray, window: int) -> FloatArray:
     """Smallest of the last ``window`` values (Qlib's ``Min``)."""
-    return _extreme_nb(_series(x, "min"), _window(window, "min"), False, False)
+    return _run(_extreme_nb, _extreme_panel, _series(x, "min"), _window(window, "min"), False, False)
 
 
 def rolling_argmax(x: FloatArray, window: int) -> FloatArray:
@@ -300,12 +398,12 @@ def rolling_argmax(x: FloatArray, window: int) -> FloatArray:
 
     Ties resolve to the oldest bar, as ``numpy.argmax`` does; ``window`` means the maximum is today.
     """
-    return _extreme_nb(_series(x, "argmax"), _window(window, "argmax"), True, True)
+    return _run(_extreme_nb, _extreme_panel, _series(x, "argmax"), _window(window, "argmax"), True, True)
 
 
 def rolling_argmin(x: FloatArray, window: int) -> FloatArray:
     """1-based position of the smallest value in the window, oldest bar = 1 (Qlib's ``IdxMin``)."""
-    return _extreme_nb(_series(x, "argmin"), _window(window, "argmin"), False, True)
+    return _run(_extreme_nb, _extreme_panel, _series(x, "argmin"), _window(window, "argmin"), False, True)
 
 
 def rolling_quantile(x: FloatArray, window: int, q: float) -> FloatArray:
@@ -319,7 +417,7 @@ def rolling_quantile(x: FloatArray, window: int, q: float) -> FloatArray:
     """
     if not 0.0 <= float(q) <= 1.0:
         raise DataError(f"rolling quantile: q must be in [0, 1], got {q!r}")
-    return _quantile_nb(_series(x, "quantile"), _window(window, "quantile"), float(q))
+    return _run(_quantile_nb, _quantile_panel, _series(x, "quantile"), _window(window, "quantile"), float(q))
 
 
 def rolling_rank(x: FloatArray, window: int) -> FloatArray:
@@ -330,7 +428,7 @@ def rolling_rank(x: FloatArray, window: int) -> FloatArray:
     ``window``, as ``scipy.stats.percentileofscore(window, last) / 100`` and pandas'
     ``rolling().rank(pct=True)``.
     """
-    return _rank_nb(_series(x, "rank"), _window(window, "rank"))
+    return _run(_rank_nb, _rank_panel, _series(x, "rank"), _window(window, "rank"))
 
 
 def rolling_slope(x: FloatArray, window: int) -> FloatArray:
@@ -342,7 +440,7 @@ def rolling_slope(x: FloatArray, window: int) -> FloatArray:
     Raises:
         DataError: if ``window`` < 2.
     """
-    return _regression_nb(_series(x, "slope"), _window(window, "slope", 2), 0, 0.0)
+    return _run(_regression_nb, _regression_panel, _series(x, "slope"), _window(window, "slope", 2), 0, 0.0)
 
 
 def rolling_rsquare(x: FloatArray, window: int, min_std: float = 0.0) -> FloatArray:
@@ -356,7 +454,8 @@ def rolling_rsquare(x: FloatArray, window: int, min_std: float = 0.0) -> FloatAr
     """
     if not min_std >= 0.0:
         raise DataError(f"rolling rsquare: min_std must be >= 0, got {min_std!r}")
-    return _regression_nb(_series(x, "rsquare"), _window(window, "rsquare", 2), 1, float(min_std))
+    return _run(_regression_nb, _regression_panel, _series(x, "rsquare"), _window(window, "rsquare", 2), 1,
+                float(min_std))
 
 
 def rolling_resi(x: FloatArray, window: int) -> FloatArray:
@@ -367,7 +466,7 @@ def rolling_resi(x: FloatArray, window: int) -> FloatArray:
     Raises:
         DataError: if ``window`` < 2.
     """
-    return _regression_nb(_series(x, "resi"), _window(window, "resi", 2), 2, 0.0)
+    return _run(_regression_nb, _regression_panel, _series(x, "resi"), _window(window, "resi", 2), 2, 0.0)
 
 
 def rolling_corr(x: FloatArray, y: FloatArray, window: int, min_std: float = 0.0) -> FloatArray:
@@ -382,10 +481,12 @@ def rolling_corr(x: FloatArray, y: FloatArray, window: int, min_std: float = 0.0
     """
     left, right = _series(x, "corr"), _series(y, "corr")
     if left.shape != right.shape:
-        raise DataError(f"rolling corr: inputs differ in length, {left.shape[0]} and {right.shape[0]}")
+        if left.ndim == right.ndim == 1:
+            raise DataError(f"rolling corr: inputs differ in length, {left.shape[0]} and {right.shape[0]}")
+        raise DataError(f"rolling corr: inputs differ in shape, {left.shape} and {right.shape}")
     if not min_std >= 0.0:
         raise DataError(f"rolling corr: min_std must be >= 0, got {min_std!r}")
-    return _corr_nb(left, right, _window(window, "corr", 2), float(min_std))
+    return _run(_corr_nb, _corr_panel, left, right, _window(window, "corr", 2), float(min_std))
 
 
 def rolling_count(x: FloatArray, window: int) -> FloatArray:
@@ -394,4 +495,4 @@ def rolling_count(x: FloatArray, window: int) -> FloatArray:
     Unlike the other kernels a missing value does not blank the window: it is simply not
     counted. NaN for ``t < window − 1``.
     """
-    return _count_nb(_series(x, "count"), _window(window, "count"))
+    return _run(_count_nb, _count_panel, _series(x, "count"), _window(window, "count"))

@@ -25,6 +25,10 @@ oldest), and ``Rank`` as the last value's average-rank percentile, in (0, 1].
 
 ``$vwap``: daily bars have none; where :attr:`SeriesInputs.vwap` is NaN the typical price
 ``($high + $low + $close)/3`` stands in for it.
+
+Every feature also takes a :class:`~amcp.features.registry.PanelInputs` and returns ``(T, N)``
+values, column ``i`` equal to the feature of symbol ``i`` alone: the expressions are element-wise,
+``Ref`` shifts along axis 0 and the rolling kernels work column by column.
 """
 
 from __future__ import annotations

@@ -7,6 +7,14 @@ changes). ``window`` is how many bars of history the feature needs: values befor
 A *cross-sectional feature* transforms one series feature across all symbols on each date
 (e.g. its rank), so it needs every symbol's value on that date and nothing later.
 
+A *panel* (:class:`PanelInputs`) is N symbols' bars on the same T dates, each column a
+``(T, N)`` array (symbol ``i`` in column ``i``). It is a :class:`SeriesInputs` (``len`` is T), and
+every series feature accepts one and returns ``(T, N)`` values whose column ``i`` equals the
+feature computed on symbol ``i`` alone (features compute along axis 0; a date-only feature, such
+as the calendar ones, broadcasts its per-date value to every symbol).
+:meth:`FeatureRegistry.compute_panel` computes features over a panel with one call per feature
+(instead of one per feature and symbol) and returns a ``(T, N, F)`` array.
+
 Every feature carries its formula: the registering function's docstring, required and shown by
 :meth:`FeatureRegistry.describe`.
 
@@ -35,6 +43,7 @@ __all__ = [
     "FeatureMatrix",
     "FeatureRegistry",
     "FeatureSpec",
+    "PanelInputs",
     "SeriesInputs",
 ]
 
@@ -97,15 +106,92 @@ class SeriesInputs:
         return len(self.close)
 
     def head(self, count: int) -> SeriesInputs:
-        """The first ``count`` bars (what was known at bar ``count - 1``)."""
+        """The first ``count`` bars (what was known at bar ``count - 1``), of the same type
+        (a panel's head is a panel)."""
         market = None if self.market is None else self.market[:count]
-        return SeriesInputs(self.dates[:count], self.open[:count], self.high[:count], self.low[:count],
-                            self.close[:count], self.volume[:count], self.vwap[:count], market)
+        return type(self)(self.dates[:count], self.open[:count], self.high[:count], self.low[:count],
+                          self.close[:count], self.volume[:count], self.vwap[:count], market)
+
+
+@dataclass(frozen=True, eq=False)
+class PanelInputs(SeriesInputs):
+    """N symbols' daily bars on the same ``T`` dates, oldest first: a panel.
+
+    ``dates`` is ``(T,)``, strictly increasing; ``open, high, low, close, volume, vwap`` and
+    ``market`` (or None) are float64 of shape ``(T, N)``, symbol ``i`` in column ``i`` (``market``
+    holds each symbol's market proxy, usually one series repeated). Column semantics are those of
+    :class:`SeriesInputs`; a symbol without a bar on a date has a NaN row there. ``len(panel)`` is
+    ``T`` and :attr:`width` is ``N``; build one with :meth:`stack`.
+    """
+
+    def __post_init__(self) -> None:
+        close = np.asarray(self.close)
+        if close.ndim != 2:
+            raise DataError(f"panel inputs: column close has shape {close.shape}, expected (T, N)")
+        shape = close.shape
+        dates = np.asarray(self.dates, dtype="datetime64[D]")
+        if dates.shape != (shape[0],):
+            raise DataError(f"panel inputs: dates has shape {dates.shape}, expected ({shape[0]},)")
+        object.__setattr__(self, "dates", dates)
+        for name in ("open", "high", "low", "close", "volume", "vwap", "market"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            column = np.ascontiguousarray(value, dtype=np.float64)
+            if column.shape != shape:
+                raise DataError(f"panel inputs: column {name} has shape {column.shape}, expected {shape}")
+            object.__setattr__(self, name, column)
+        if shape[0] > 1 and not (dates[1:] > dates[:-1]).all():
+            raise DataError("panel inputs: dates must be strictly increasing")
+
+    @classmethod
+    def stack(cls, inputs: Sequence[SeriesInputs]) -> PanelInputs:
+        """The panel of ``inputs`` (one symbol each, column ``i`` = ``inputs[i]``).
+
+        Raises:
+            DataError: if ``inputs`` is empty or holds a panel, if their dates differ, or if some
+                have a ``market`` and others not.
+        """
+        series = list(inputs)
+        if not series:
+            raise DataError("panel inputs: stack needs at least one symbol's inputs")
+        for i, one in enumerate(series):
+            if isinstance(one, PanelInputs) or np.ndim(one.close) != 1:
+                raise DataError(f"panel inputs: stack takes one symbol's SeriesInputs each; "
+                                f"input {i} is a panel")
+        dates = series[0].dates
+        for i, one in enumerate(series[1:], start=1):
+            if not np.array_equal(one.dates, dates):
+                raise DataError(f"panel inputs: input {i} has different dates from input 0 "
+                                f"({len(one.dates)} vs {len(dates)} dates, "
+                                f"{_span(one.dates)} vs {_span(dates)}); a panel needs identical dates")
+        with_market = [one.market is not None for one in series]
+        if any(with_market) and not all(with_market):
+            missing = [i for i, has in enumerate(with_market) if not has]
+            raise DataError(f"panel inputs: mixed market: inputs {missing[:10]} have no market while others "
+                            f"do; give every symbol a market or none")
+
+        def column(name: str) -> FloatArray:
+            return np.stack([getattr(one, name) for one in series], axis=1)
+
+        market = column("market") if with_market[0] else None
+        return cls(dates, column("open"), column("high"), column("low"), column("close"), column("volume"),
+                   column("vwap"), market)
+
+    @property
+    def width(self) -> int:
+        """``N``, the number of symbols."""
+        return int(self.close.shape[1])
+
+
+def _span(dates: npt.NDArray[np.datetime64]) -> str:
+    return f"{dates[0]}..{dates[-1]}" if len(dates) else "empty"
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """A series feature: ``fn(inputs)`` returns ``len(inputs)`` float64 values (see the module docstring)."""
+    """A series feature: ``fn(inputs)`` returns ``len(inputs)`` float64 values, or ``(T, N)`` of them
+    for a :class:`PanelInputs` (see the module docstring)."""
 
     name: str
     window: int
@@ -262,6 +348,30 @@ class FeatureRegistry:
                                 f"expected float64 of shape ({len(inputs)},)")
             values[:, j] = column
         return FeatureMatrix(chosen, values)
+
+    def compute_panel(self, inputs: PanelInputs, names: Iterable[str] | None = None) -> FloatArray:
+        """The series features ``names`` (default: all) of every symbol of a panel, one call per feature.
+
+        Returns a float64 array of shape ``(T, N, F)``: ``[:, i, j]`` is feature ``names[j]`` of
+        symbol ``i``, equal to ``compute`` on that symbol alone.
+
+        Raises:
+            DataError: if ``inputs`` is not a :class:`PanelInputs`, a name is unknown or a feature
+                returns the wrong shape or dtype.
+        """
+        if not isinstance(inputs, PanelInputs):
+            raise DataError(f"compute_panel needs PanelInputs, got {type(inputs).__name__} "
+                            f"(use compute for one symbol, or PanelInputs.stack)")
+        chosen = tuple(self._series) if names is None else tuple(names)
+        shape = inputs.close.shape
+        values = np.empty((*shape, len(chosen)), dtype=np.float64)
+        for j, name in enumerate(chosen):
+            column = np.asarray(self.series(name).fn(inputs))
+            if column.shape != shape or column.dtype != np.float64:
+                raise DataError(f"feature {name}: returned {column.dtype} of shape {column.shape}, "
+                                f"expected float64 of shape {shape} (dates × symbols)")
+            values[:, :, j] = column
+        return values
 
     def compute_cross_sectional(self, name: str, base_values: FloatArray) -> FloatArray:
         """Apply the cross-sectional feature ``name`` to ``base_values`` (dates × symbols)."""

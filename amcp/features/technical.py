@@ -17,6 +17,11 @@ Conventions (each feature's docstring states its formula, window and smoothing):
   skip them (NaN at the row, state kept). A quantity whose denominator is zero (a zero range, zero
   volume, a flat market) is NaN, never ±inf; each docstring names its case.
 * Volatilities are per bar (daily), not annualised: multiply by ``sqrt(252)`` to annualise.
+* Panels: every feature also takes a :class:`~amcp.features.registry.PanelInputs` (``(T, N)``
+  columns) and returns ``(T, N)`` values, each column equal to the feature of that symbol alone:
+  everything computes along axis 0 (the kernels column by column), the calendar features repeat
+  their per-date value for every symbol, and beta and correlation are all-NaN ``(T, N)`` without
+  a market.
 """
 
 from __future__ import annotations
@@ -218,7 +223,7 @@ def _kurt(b: SeriesInputs, window: int) -> FloatArray:
 
 def _market_stats(b: SeriesInputs, window: int) -> tuple[FloatArray, FloatArray, FloatArray]:
     if b.market is None:
-        nan = np.full(len(b), np.nan)
+        nan = np.full(b.close.shape, np.nan)
         return nan, nan, nan
     stock = safe_div(b.close, lag(b.close)) - 1.0
     market = safe_div(b.market, lag(b.market)) - 1.0
@@ -649,23 +654,32 @@ def _months(b: SeriesInputs) -> npt.NDArray[np.datetime64]:
     return b.dates.astype("datetime64[M]")
 
 
+def _per_date(b: SeriesInputs, values: FloatArray) -> FloatArray:
+    """``values`` (one per date) as the feature's result: itself for one symbol, repeated for
+    every symbol (``(T, N)``) for a panel."""
+    if b.close.ndim == 2:
+        return np.broadcast_to(values[:, None], b.close.shape).copy()
+    return values
+
+
 @_register("day_of_week", window=1, group="calendar")
 def day_of_week(b: SeriesInputs) -> FloatArray:
     """Weekday of the bar's date: Monday = 0 … Sunday = 6."""
     days = b.dates.astype("datetime64[D]").astype(np.int64)
-    return ((days + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday
+    return _per_date(b, ((days + 3) % 7).astype(np.float64))  # 1970-01-01 was a Thursday
 
 
 @_register("month_of_year", window=1, group="calendar")
 def month_of_year(b: SeriesInputs) -> FloatArray:
     """Month of the bar's date: January = 1 … December = 12."""
-    return (_months(b).astype(np.int64) % 12 + 1).astype(np.float64)
+    return _per_date(b, (_months(b).astype(np.int64) % 12 + 1).astype(np.float64))
 
 
 @_register("day_of_month", window=1, group="calendar")
 def day_of_month(b: SeriesInputs) -> FloatArray:
     """Day of the month of the bar's date, 1 … 31."""
-    return ((b.dates - _months(b).astype("datetime64[D]")).astype(np.int64) + 1).astype(np.float64)
+    day = (b.dates - _months(b).astype("datetime64[D]")).astype(np.int64) + 1
+    return _per_date(b, day.astype(np.float64))
 
 
 @_register("days_to_month_end", window=1, group="calendar")
@@ -675,7 +689,7 @@ def days_to_month_end(b: SeriesInputs) -> FloatArray:
     A function of the date alone (trading days would need the exchange calendar's future sessions).
     """
     next_month = (_months(b) + 1).astype("datetime64[D]")
-    return ((next_month - b.dates).astype(np.int64) - 1).astype(np.float64)
+    return _per_date(b, ((next_month - b.dates).astype(np.int64) - 1).astype(np.float64))
 
 
 #: The series features this module registers, in registration order.

@@ -164,9 +164,9 @@ def test_a_window_longer_than_the_series_gives_all_nan() -> None:
     lambda: rolling.rolling_corr(np.ones(5), np.ones(4), 3),
     lambda: rolling.rolling_corr(np.ones(5), np.ones(5), 3, min_std=-1.0),
     lambda: rolling.rolling_quantile(np.ones(5), 3, 1.5),
-    lambda: rolling.rolling_max(np.ones((5, 2)), 3),
+    lambda: rolling.rolling_max(np.ones((5, 2, 2)), 3),
 ], ids=["window0", "float-window", "bool-window", "ddof", "slope-window1", "corr-lengths", "corr-min-std",
-        "quantile-q", "2-d"])
+        "quantile-q", "3-d"])
 def test_bad_arguments_raise_data_error_naming_the_problem(call: Callable[[], object]) -> None:
     with pytest.raises(DataError, match="rolling"):
         call()
