@@ -40,6 +40,7 @@ __all__ = [
 
 ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
 BAR_FIELDS = ("o", "h", "l", "c", "v")
+_DAY = np.dtype("datetime64[D]")
 
 
 class WireError(DataError):
@@ -58,8 +59,10 @@ class SymbolBars:
 
 def _column_arrays(bars: Any) -> tuple[np.ndarray, list[FloatArray]]:
     """Dates and o/h/l/c/v of a symbol given as columns (a mapping of lists) or rows (a list of objects)."""
-    if isinstance(bars, Mapping):
-        dates = np.asarray(bars["t"]).astype("datetime64[D]")
+    if isinstance(bars, (dict, Mapping)):
+        dates = bars["t"]
+        if not (isinstance(dates, np.ndarray) and dates.dtype == _DAY):  # else already what is sent: no copy
+            dates = np.asarray(dates).astype(_DAY)
         return dates, [np.asarray(bars[key], dtype=np.float64) for key in BAR_FIELDS]
     rows = list(bars)
     dates = np.array([row["t"] for row in rows], dtype="datetime64[D]")
@@ -77,14 +80,14 @@ def encode_request(body: Mapping[str, Any]) -> bytes:
         symbols, dates, columns = [], [], [[] for _ in BAR_FIELDS]
         for symbol, bars in body["bars"].items():
             day, values = _column_arrays(bars)
-            lengths = {day.size, *(value.size for value in values)}
-            if len(lengths) != 1 or day.ndim != 1:
+            size = day.size
+            if day.ndim != 1 or any(value.shape != (size,) for value in values):
                 raise WireError(f"bars.{symbol}: the columns t, {', '.join(BAR_FIELDS)} must be 1-D and of one "
                                 f"length, got {[day.size, *(value.size for value in values)]}")
-            symbols.append((str(symbol), day.size))
+            symbols.append((str(symbol), size))
             dates.append(day)
-            for k, value in enumerate(values):
-                columns[k].append(value)
+            for column, value in zip(columns, values):
+                column.append(value)
         market = body.get("market")
         market_days = market_close = None
         if market is not None:

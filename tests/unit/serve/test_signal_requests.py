@@ -46,13 +46,13 @@ def test_bar_objects_columns_and_arrow_parse_to_identical_inputs() -> None:
     assert reference.symbols == ("AAA", "BBB", "CCC") and str(reference.as_of) == DAYS[-1]
     for other in parsed[1:]:
         assert other.symbols == reference.symbols and other.as_of == reference.as_of
-        for a, b in zip(reference.inputs, other.inputs):
+        for a, b in zip(reference.series(), other.series()):
             np.testing.assert_array_equal(a.dates, b.dates)
             for field in ("open", "high", "low", "close", "volume", "market"):
                 np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
-    aaa = reference.inputs[0]
+    aaa = reference.series()[0]
     assert np.isnan(aaa.market[2]) and aaa.market[3] == 403.0  # the missing market date is NaN
-    assert len(reference.inputs[2]) == len(DAYS) - 2
+    assert len(reference.series()[2]) == len(DAYS) - 2
 
 
 def test_an_arrow_body_is_a_tenth_of_the_json_and_carries_as_of_in_its_schema() -> None:
@@ -163,7 +163,10 @@ def test_direct_ingress_needs_its_switch_and_port_range_in_rays_environment() ->
     assert proxy.ingress == "proxy" and direct_ingress_env(proxy) == {}
     assert direct_ingress_env(direct) == {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
                                           "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": "9100",
-                                          "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "9200"}
+                                          "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": "9200",
+                                          "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+                                          "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000",
+                                          "RAY_SERVE_LOG_TO_STDERR": "0"}
     with pytest.raises(ConfigError, match="ingress"):
         parse_config({"registry": {"url": "x"}, "ingress": "sideways"}, ServeSignalsConfig)
 
