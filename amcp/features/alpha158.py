@@ -40,7 +40,7 @@ import numpy as np
 
 from amcp._typing import FloatArray
 from amcp.features import _rolling as rolling
-from amcp.features.registry import REGISTRY, FeatureRegistry, SeriesInputs
+from amcp.features.registry import REGISTRY, FeatureRegistry, SeriesInputs, shared
 
 __all__ = ["ALPHA158_NAMES", "GROUP", "WINDOWS", "register_alpha158"]
 
@@ -87,13 +87,33 @@ def _vwap(s: SeriesInputs) -> FloatArray:
     return np.where(np.isnan(s.vwap), (s.high + s.low + s.close) / 3.0, s.vwap)
 
 
-def _gain_loss(x: FloatArray, d: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Over ``d`` bars: Σ max(Δx, 0), Σ max(−Δx, 0) and Σ|Δx| + 1e-12, with Δx = x − Ref(x, 1)."""
-    change = x - _ref(x, 1)
-    gains = rolling.rolling_sum(np.maximum(change, 0.0), d)
-    losses = rolling.rolling_sum(np.maximum(-change, 0.0), d)
-    moved = rolling.rolling_sum(np.abs(change), d) + _EPS
-    return gains, losses, moved
+def _gain_loss(s: SeriesInputs, field: str, d: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Over ``d`` bars of the column ``field``: Σ max(Δx, 0), Σ max(−Δx, 0) and Σ|Δx| + 1e-12, with
+    Δx = x − Ref(x, 1); computed once per inputs for SUMP, SUMN and SUMD."""
+
+    def compute() -> tuple[FloatArray, FloatArray, FloatArray]:
+        x = getattr(s, field)
+        change = x - _ref(x, 1)
+        gains = rolling.rolling_sum(np.maximum(change, 0.0), d)
+        losses = rolling.rolling_sum(np.maximum(-change, 0.0), d)
+        moved = rolling.rolling_sum(np.abs(change), d) + _EPS
+        return gains, losses, moved
+
+    return shared(s, ("gain_loss", field, d), compute)  # type: ignore[no-any-return]
+
+
+def _extreme(s: SeriesInputs, kind: str, d: int) -> FloatArray:
+    """The ``d``-bar highest high (``"max"``), lowest low (``"min"``) or their 1-based positions
+    (``"argmax"``, ``"argmin"``); computed once per inputs for MAX, MIN, RSV, IMAX, IMIN and IMXD."""
+    kernel, column = {"max": (rolling.rolling_max, "high"), "min": (rolling.rolling_min, "low"),
+                      "argmax": (rolling.rolling_argmax, "high"), "argmin": (rolling.rolling_argmin, "low")}[kind]
+    return shared(s, ("extreme", kind, d), lambda: kernel(getattr(s, column), d))  # type: ignore[no-any-return]
+
+
+def _up_down_share(s: SeriesInputs, d: int) -> tuple[FloatArray, FloatArray]:
+    """The shares of up and of down closes among the last ``d`` (CNTP, CNTN; CNTD is their difference)."""
+    return shared(s, ("up_down", d), lambda: (rolling.rolling_mean(_up(s.close), d),  # type: ignore[no-any-return]
+                                              rolling.rolling_mean(_down(s.close), d)))
 
 
 # ---------------------------------------------------------------------------------- definitions
@@ -153,18 +173,18 @@ def _corr_changes(s: SeriesInputs, d: int) -> FloatArray:
     return rolling.rolling_corr(price_ratio, volume_ratio, d, _FLAT_STD)
 
 
-def _sump(x: FloatArray, d: int) -> FloatArray:
-    gains, _, moved = _gain_loss(x, d)
+def _sump(s: SeriesInputs, field: str, d: int) -> FloatArray:
+    gains, _, moved = _gain_loss(s, field, d)
     return gains / moved
 
 
-def _sumn(x: FloatArray, d: int) -> FloatArray:
-    _, losses, moved = _gain_loss(x, d)
+def _sumn(s: SeriesInputs, field: str, d: int) -> FloatArray:
+    _, losses, moved = _gain_loss(s, field, d)
     return losses / moved
 
 
-def _sumd(x: FloatArray, d: int) -> FloatArray:
-    gains, losses, moved = _gain_loss(x, d)
+def _sumd(s: SeriesInputs, field: str, d: int) -> FloatArray:
+    gains, losses, moved = _gain_loss(s, field, d)
     return (gains - losses) / moved
 
 
@@ -174,8 +194,8 @@ def _wvma(s: SeriesInputs, d: int) -> FloatArray:
 
 
 def _rsv(s: SeriesInputs, d: int) -> FloatArray:
-    lowest = rolling.rolling_min(s.low, d)
-    return (s.close - lowest) / (rolling.rolling_max(s.high, d) - lowest + _EPS)
+    lowest = _extreme(s, "min", d)
+    return (s.close - lowest) / (_extreme(s, "max", d) - lowest + _EPS)
 
 
 _ROLLING: tuple[_Feature, ...] = (
@@ -197,9 +217,9 @@ _ROLLING: tuple[_Feature, ...] = (
              "today's residual from the {d}-bar least-squares line of the close on time, over today's close",
              lambda s, d: rolling.rolling_resi(s.close, d) / s.close),
     _Feature("MAX", "Max($high, {d})/$close", "the {d}-bar highest high over today's close",
-             lambda s, d: rolling.rolling_max(s.high, d) / s.close),
+             lambda s, d: _extreme(s, "max", d) / s.close),
     _Feature("MIN", "Min($low, {d})/$close", "the {d}-bar lowest low over today's close",
-             lambda s, d: rolling.rolling_min(s.low, d) / s.close),
+             lambda s, d: _extreme(s, "min", d) / s.close),
     _Feature("QTLU", "Quantile($close, {d}, 0.8)/$close",
              "the 80% quantile (linear interpolation) of the last {d} closes over today's close",
              lambda s, d: rolling.rolling_quantile(s.close, d, 0.8) / s.close),
@@ -213,13 +233,13 @@ _ROLLING: tuple[_Feature, ...] = (
              "where today's close sits in the {d}-bar low-high range", _rsv),
     _Feature("IMAX", "IdxMax($high, {d})/{d}",
              "the 1-based position of the {d}-bar highest high (oldest bar = 1, ties: oldest), over {d}",
-             lambda s, d: rolling.rolling_argmax(s.high, d) / d),
+             lambda s, d: _extreme(s, "argmax", d) / d),
     _Feature("IMIN", "IdxMin($low, {d})/{d}",
              "the 1-based position of the {d}-bar lowest low (oldest bar = 1, ties: oldest), over {d}",
-             lambda s, d: rolling.rolling_argmin(s.low, d) / d),
+             lambda s, d: _extreme(s, "argmin", d) / d),
     _Feature("IMXD", "(IdxMax($high, {d})-IdxMin($low, {d}))/{d}",
              "how many bars the {d}-bar highest high came after the lowest low, over {d}",
-             lambda s, d: (rolling.rolling_argmax(s.high, d) - rolling.rolling_argmin(s.low, d)) / d),
+             lambda s, d: (_extreme(s, "argmax", d) - _extreme(s, "argmin", d)) / d),
     _Feature("CORR", "Corr($close, Log($volume+1), {d})",
              "the {d}-bar correlation of the close with log volume (NaN where either std is <= 2e-5)",
              _corr_close_logvolume),
@@ -228,26 +248,26 @@ _ROLLING: tuple[_Feature, ...] = (
              "is <= 2e-5, or a volume ratio is infinite or undefined: a zero previous volume)",
              _corr_changes, lagged=True),
     _Feature("CNTP", "Mean($close>Ref($close, 1), {d})", "the share of up days among the last {d}",
-             lambda s, d: rolling.rolling_mean(_up(s.close), d), lagged=True),
+             lambda s, d: _up_down_share(s, d)[0], lagged=True),
     _Feature("CNTN", "Mean($close<Ref($close, 1), {d})", "the share of down days among the last {d}",
-             lambda s, d: rolling.rolling_mean(_down(s.close), d), lagged=True),
+             lambda s, d: _up_down_share(s, d)[1], lagged=True),
     _Feature("CNTD", "Mean($close>Ref($close, 1), {d})-Mean($close<Ref($close, 1), {d})",
              "the share of up days minus the share of down days among the last {d}",
-             lambda s, d: rolling.rolling_mean(_up(s.close), d) - rolling.rolling_mean(_down(s.close), d),
+             lambda s, d: _up_down_share(s, d)[0] - _up_down_share(s, d)[1],
              lagged=True),
     _Feature("SUMP",
              "Sum(Greater($close-Ref($close, 1), 0), {d})/(Sum(Abs($close-Ref($close, 1)), {d})+1e-12)",
              "the {d}-bar total gain over the total absolute change (an RSI)",
-             lambda s, d: _sump(s.close, d), lagged=True),
+             lambda s, d: _sump(s, "close", d), lagged=True),
     _Feature("SUMN",
              "Sum(Greater(Ref($close, 1)-$close, 0), {d})/(Sum(Abs($close-Ref($close, 1)), {d})+1e-12)",
              "the {d}-bar total loss over the total absolute change",
-             lambda s, d: _sumn(s.close, d), lagged=True),
+             lambda s, d: _sumn(s, "close", d), lagged=True),
     _Feature("SUMD",
              "(Sum(Greater($close-Ref($close, 1), 0), {d})-Sum(Greater(Ref($close, 1)-$close, 0), {d}))"
              "/(Sum(Abs($close-Ref($close, 1)), {d})+1e-12)",
              "the {d}-bar total gain minus total loss over the total absolute change",
-             lambda s, d: _sumd(s.close, d), lagged=True),
+             lambda s, d: _sumd(s, "close", d), lagged=True),
     _Feature("VMA", "Mean($volume, {d})/($volume+1e-12)", "the {d}-bar mean volume over today's volume",
              lambda s, d: rolling.rolling_mean(s.volume, d) / (s.volume + _EPS)),
     _Feature("VSTD", "Std($volume, {d})/($volume+1e-12)",
@@ -261,16 +281,16 @@ _ROLLING: tuple[_Feature, ...] = (
     _Feature("VSUMP",
              "Sum(Greater($volume-Ref($volume, 1), 0), {d})/(Sum(Abs($volume-Ref($volume, 1)), {d})+1e-12)",
              "the {d}-bar total volume increase over the total absolute volume change",
-             lambda s, d: _sump(s.volume, d), lagged=True),
+             lambda s, d: _sump(s, "volume", d), lagged=True),
     _Feature("VSUMN",
              "Sum(Greater(Ref($volume, 1)-$volume, 0), {d})/(Sum(Abs($volume-Ref($volume, 1)), {d})+1e-12)",
              "the {d}-bar total volume decrease over the total absolute volume change",
-             lambda s, d: _sumn(s.volume, d), lagged=True),
+             lambda s, d: _sumn(s, "volume", d), lagged=True),
     _Feature("VSUMD",
              "(Sum(Greater($volume-Ref($volume, 1), 0), {d})-Sum(Greater(Ref($volume, 1)-$volume, 0), {d}))"
              "/(Sum(Abs($volume-Ref($volume, 1)), {d})+1e-12)",
              "the {d}-bar total volume increase minus decrease over the total absolute volume change",
-             lambda s, d: _sumd(s.volume, d), lagged=True),
+             lambda s, d: _sumd(s, "volume", d), lagged=True),
 )
 
 

@@ -25,9 +25,10 @@ Modules that define features register them into :data:`REGISTRY` when imported;
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -182,6 +183,22 @@ class PanelInputs(SeriesInputs):
     def width(self) -> int:
         """``N``, the number of symbols."""
         return int(self.close.shape[1])
+
+
+_SHARED: weakref.WeakKeyDictionary[SeriesInputs, dict[tuple[object, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def shared(inputs: SeriesInputs, key: tuple[object, ...], compute: Callable[[], Any]) -> Any:
+    """``compute()`` once per inputs object and ``key``: what several features are built from (MACD's
+    line, signal and histogram; the gains and losses of Alpha158's SUMP, SUMN and SUMD) is computed
+    once instead of once per feature. Entries live as long as ``inputs`` does; the arrays are read
+    by the features, never written."""
+    memo = _SHARED.get(inputs)
+    if memo is None:
+        memo = _SHARED[inputs] = {}
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 def _span(dates: npt.NDArray[np.datetime64]) -> str:
@@ -364,14 +381,14 @@ class FeatureRegistry:
                             f"(use compute for one symbol, or PanelInputs.stack)")
         chosen = tuple(self._series) if names is None else tuple(names)
         shape = inputs.close.shape
-        values = np.empty((*shape, len(chosen)), dtype=np.float64)
+        values = np.empty((len(chosen), *shape), dtype=np.float64)  # each feature's block contiguous
         for j, name in enumerate(chosen):
             column = np.asarray(self.series(name).fn(inputs))
             if column.shape != shape or column.dtype != np.float64:
                 raise DataError(f"feature {name}: returned {column.dtype} of shape {column.shape}, "
                                 f"expected float64 of shape {shape} (dates × symbols)")
-            values[:, :, j] = column
-        return values
+            values[j] = column
+        return values.transpose(1, 2, 0)
 
     def compute_cross_sectional(self, name: str, base_values: FloatArray) -> FloatArray:
         """Apply the cross-sectional feature ``name`` to ``base_values`` (dates × symbols)."""

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
-import weakref
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,7 +49,7 @@ from amcp.features._indicators import (
     wilder_sum,
 )
 from amcp.features._rolling import rolling_max, rolling_mean, rolling_min, rolling_sum
-from amcp.features.registry import REGISTRY, SeriesInputs
+from amcp.features.registry import REGISTRY, SeriesInputs, shared
 
 __all__ = ["TECHNICAL_FEATURES", "atr", "directional_movement", "ema", "macd", "wilder"]
 
@@ -114,27 +112,12 @@ def directional_movement(high: FloatArray, low: FloatArray, close: FloatArray,
     return plus_di, minus_di, wilder(dx, period)
 
 
-_SHARED: weakref.WeakKeyDictionary[SeriesInputs, dict[tuple[object, ...], Any]] = weakref.WeakKeyDictionary()
-
-
-def _shared(b: SeriesInputs, key: tuple[object, ...], compute: Callable[[], Any]) -> Any:
-    """``compute()`` once per inputs object: MACD's line, signal and histogram (and ±DI and ADX)
-    come from one computation instead of three. Entries live as long as ``b`` does; the arrays
-    are read by the features, never written."""
-    memo = _SHARED.get(b)
-    if memo is None:
-        memo = _SHARED[b] = {}
-    if key not in memo:
-        memo[key] = compute()
-    return memo[key]
-
-
 def _macd(b: SeriesInputs, fast: int, slow: int, signal: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _shared(b, ("macd", fast, slow, signal), lambda: macd(b.close, fast, slow, signal))  # type: ignore[no-any-return]
+    return shared(b, ("macd", fast, slow, signal), lambda: macd(b.close, fast, slow, signal))  # type: ignore[no-any-return]
 
 
 def _directional(b: SeriesInputs, period: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-    return _shared(b, ("dm", period),  # type: ignore[no-any-return]
+    return shared(b, ("dm", period),  # type: ignore[no-any-return]
                    lambda: directional_movement(b.high, b.low, b.close, period))
 
 
