@@ -74,21 +74,24 @@ class SeriesInputs:
     market: FloatArray | None = None
 
     def __post_init__(self) -> None:
-        n = len(self.close)
+        self._check_columns((len(self.close),), "series inputs")
+
+    def _check_columns(self, shape: tuple[int, ...], what: str) -> None:
+        """Dates ``(T,)`` strictly increasing and every column float64 of ``shape``, made contiguous."""
         dates = np.asarray(self.dates, dtype="datetime64[D]")
-        if dates.shape != (n,):
-            raise DataError(f"series inputs: dates has shape {dates.shape}, expected ({n},)")
+        if dates.shape != shape[:1]:
+            raise DataError(f"{what}: dates has shape {dates.shape}, expected ({shape[0]},)")
         object.__setattr__(self, "dates", dates)
         for name in ("open", "high", "low", "close", "volume", "vwap", "market"):
             value = getattr(self, name)
             if value is None:
                 continue
             column = np.ascontiguousarray(value, dtype=np.float64)
-            if column.shape != (n,):
-                raise DataError(f"series inputs: column {name} has shape {column.shape}, expected ({n},)")
+            if column.shape != shape:
+                raise DataError(f"{what}: column {name} has shape {column.shape}, expected {shape}")
             object.__setattr__(self, name, column)
-        if n > 1 and not (dates[1:] > dates[:-1]).all():
-            raise DataError("series inputs: dates must be strictly increasing")
+        if shape[0] > 1 and not (dates[1:] > dates[:-1]).all():
+            raise DataError(f"{what}: dates must be strictly increasing")
 
     @classmethod
     def from_checked_arrays(cls, dates: np.ndarray, open: FloatArray, high: FloatArray,  # noqa: A002
@@ -129,21 +132,7 @@ class PanelInputs(SeriesInputs):
         close = np.asarray(self.close)
         if close.ndim != 2:
             raise DataError(f"panel inputs: column close has shape {close.shape}, expected (T, N)")
-        shape = close.shape
-        dates = np.asarray(self.dates, dtype="datetime64[D]")
-        if dates.shape != (shape[0],):
-            raise DataError(f"panel inputs: dates has shape {dates.shape}, expected ({shape[0]},)")
-        object.__setattr__(self, "dates", dates)
-        for name in ("open", "high", "low", "close", "volume", "vwap", "market"):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            column = np.ascontiguousarray(value, dtype=np.float64)
-            if column.shape != shape:
-                raise DataError(f"panel inputs: column {name} has shape {column.shape}, expected {shape}")
-            object.__setattr__(self, name, column)
-        if shape[0] > 1 and not (dates[1:] > dates[:-1]).all():
-            raise DataError("panel inputs: dates must be strictly increasing")
+        self._check_columns(close.shape, "panel inputs")
 
     @classmethod
     def stack(cls, inputs: Sequence[SeriesInputs]) -> PanelInputs:
