@@ -299,12 +299,12 @@ class TcpProxy:
                     break
                 if link.blackholed or sink is None:
                     continue
-                sink.sendall(data)
-                with self._lock:
+                with self._lock:  # counted before they are sent: whoever has read them sees them counted
                     if up:
                         self.bytes_upstream += len(data)
                     else:
                         self.bytes_downstream += len(data)
+                sink.sendall(data)
             if sink is not None and not link.blackholed:
                 sink.shutdown(socket.SHUT_WR)  # pass the half-close on; the other pump ends the link
         except OSError:
