@@ -237,9 +237,10 @@ def parse_arrow_request(payload: bytes, *, max_symbols: int, max_bars: int) -> S
     # the Arrow columns are contiguous float64 and the dates datetime64[D], so no per-symbol re-check.
     count = int(ends[0] - starts[0])
     if (ends - starts == count).all() and (dates.reshape(-1, count) == dates[:count]).all():
-        # One calendar: every column is a (symbols × bars) block; its transpose is the panel, as is.
+        # One calendar: every column is a (symbols × bars) block; its transpose is the panel, copied
+        # into row-major (dates × symbols) order once here rather than by every kernel it meets.
         def block(values: FloatArray) -> FloatArray:
-            return values.reshape(-1, count).T
+            return np.ascontiguousarray(values.reshape(-1, count).T)
 
         panel = PanelInputs.from_checked_arrays(
             dates[:count], *(block(values) for values in table.columns), np.full((count, len(starts)), np.nan),

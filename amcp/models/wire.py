@@ -153,6 +153,28 @@ class DecodedTable:
                 for name, a, b in zip(self.symbols, self.starts.tolist(), self.ends.tolist())]
 
 
+def _symbol_runs(column: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Where each run of one symbol starts, and the runs' symbols (no Python object per row).
+
+    A dictionary column of one chunk whose dictionary has no repeats (what :func:`encode_request`
+    writes) is read through its integer indices; any other string column through its values.
+    """
+    if pa.types.is_dictionary(column.type) and column.num_chunks == 1:
+        chunk = column.chunk(0)
+        dictionary = chunk.dictionary.to_pylist()
+        if len(set(dictionary)) == len(dictionary):
+            indices = chunk.indices.to_numpy()
+            starts = np.flatnonzero(np.concatenate(([True], indices[1:] != indices[:-1])))
+            return starts, tuple(dictionary[int(k)] for k in indices[starts])
+        column = column.cast(column.type.value_type)
+    elif pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    values = column.combine_chunks()
+    changed = pc.not_equal(values[1:], values[:-1]).to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.concatenate(([True], changed)))
+    return starts, tuple(str(values[int(i)]) for i in starts)
+
+
 def decode_table(payload: bytes, *, max_symbols: int, max_rows: int) -> DecodedTable:
     """The flat columns of an Arrow request body (see :func:`decode_request`)."""
     try:
@@ -171,22 +193,17 @@ def decode_table(payload: bytes, *, max_symbols: int, max_rows: int) -> DecodedT
     if table.num_rows > max_rows:
         raise WireError(f"{table.num_rows} rows sent, at most {max_rows} are accepted")
     symbol_column = table.column("symbol")
-    if pa.types.is_dictionary(symbol_column.type):
-        symbol_column = symbol_column.cast(symbol_column.type.value_type)
-    if not (pa.types.is_string(symbol_column.type) or pa.types.is_large_string(symbol_column.type)):
-        raise WireError(f"column 'symbol' must be strings, got {symbol_column.type}")
     if symbol_column.null_count:
         raise WireError("column 'symbol' has nulls")
+    value_type = symbol_column.type.value_type if pa.types.is_dictionary(symbol_column.type) else symbol_column.type
+    if not (pa.types.is_string(value_type) or pa.types.is_large_string(value_type)):
+        raise WireError(f"column 'symbol' must be strings, got {symbol_column.type}")
     dates_column = table.column("t")
     if not pa.types.is_date32(dates_column.type):
         raise WireError(f"column 't' must be date32 (session dates), got {dates_column.type}")
     if dates_column.null_count:
         raise WireError("column 't' has nulls")
-    # Run boundaries from the string column itself (no Python object per row).
-    symbols_array = symbol_column.combine_chunks()
-    changed = pc.not_equal(symbols_array[1:], symbols_array[:-1]).to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(np.concatenate(([True], changed)))
-    names = tuple(str(symbols_array[int(i)]) for i in starts)
+    starts, names = _symbol_runs(symbol_column)
     if len(set(names)) != len(names):
         values, counts = np.unique(np.array(names), return_counts=True)
         repeated = str(values[counts > 1][0])

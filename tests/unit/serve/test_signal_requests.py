@@ -152,6 +152,40 @@ def test_decode_keeps_symbols_in_first_seen_order_and_reads_nulls_as_nan() -> No
     assert np.isnan(decoded[0].market[1]) and decoded[1].market[0] == 402.0
 
 
+@pytest.mark.parametrize("encoding", ["strings", "dictionary", "dictionary with a repeated entry", "chunks"])
+def test_symbol_runs_read_the_same_from_strings_or_a_dictionary(encoding: str) -> None:
+    symbols = ["B", "B", "A", "C", "C"]
+    columns = _valid_columns(symbols)
+    columns["t"] = pa.array(np.array([DAYS[-2], DAYS[-1], DAYS[-1], DAYS[-2], DAYS[-1]], dtype="datetime64[D]"),
+                            type=pa.date32())
+    if encoding == "dictionary":
+        columns["symbol"] = pa.array(symbols).dictionary_encode()
+    elif encoding == "dictionary with a repeated entry":  # "B" twice in the dictionary: indices 0 and 2
+        columns["symbol"] = pa.DictionaryArray.from_arrays(pa.array([0, 2, 1, 3, 3], type=pa.int32()),
+                                                           pa.array(["B", "A", "B", "C"]))
+    payload = _table(**columns)
+    if encoding == "chunks":  # the same rows as two record batches
+        table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            for batch in table.to_batches(max_chunksize=2):
+                writer.write_batch(batch)
+        payload = sink.getvalue().to_pybytes()
+
+    _, decoded = decode_request(payload, max_symbols=5, max_rows=10)
+
+    assert [(b.symbol, len(b.dates)) for b in decoded] == [("B", 2), ("A", 1), ("C", 2)]
+
+
+def test_a_dictionary_symbol_column_whose_rows_are_not_contiguous_is_refused() -> None:
+    columns = _valid_columns(["A", "B", "A"])
+    columns["t"] = pa.array(np.array(DAYS[-3:], dtype="datetime64[D]"), type=pa.date32())
+    columns["symbol"] = pa.array(["A", "B", "A"]).dictionary_encode()
+
+    with pytest.raises(RequestError, match="rows of symbol 'A' are not contiguous"):
+        parse_arrow_request(_table(**columns), **LIMITS)
+
+
 def test_direct_ingress_needs_its_switch_and_port_range_in_rays_environment() -> None:
     from amcp.config import ServeSignalsConfig, StoreConfig, parse_config
     from amcp.errors import ConfigError
