@@ -34,7 +34,8 @@ The summary line says whether the target was met (Serve p50 within 3 ms of the i
 p50) and decomposes a served request: the client's encode (``client_encode_p50_ms``), the
 replica's time from the ``Server-Timing`` headers (parse, queue, score, total) and the rest,
 HTTP and Serve's handling outside the route (``http_p50_ms``). ``client_encode_after_pause_p50_ms``
-measures what this machine charges code that has not run for one in-process scoring's time. About 2 minutes on two cores (``--quick``: about 1 minute); a shared machine
+measures what this machine charges code that has not run for one in-process scoring's time.
+About 2 minutes on two cores (``--quick``: about 1 minute); a shared machine
 makes every number noisy, so the summary gives the load average.
 """
 

@@ -46,7 +46,9 @@ Scoring: requests are parsed and checked in the HTTP handler, then batched with 
 ``predict`` call, off the event loop. Features are computed per panel: the symbols that share
 their dates are stacked (:class:`PanelInputs`) and each feature runs once for all of them, not
 once per symbol (3–4× faster for 50 symbols × 140 bars; an Arrow body of one calendar parses
-straight into one panel), with each symbol's values equal to its own computation. Version switches: every ``poll_interval_s`` (and on
+straight into one panel), with each symbol's values equal to its own computation.
+
+Version switches: every ``poll_interval_s`` (and on
 :meth:`SignalDeployment.reload`) a replica reads the production pointer (or keeps its pinned
 version); a new version is loaded and hash-checked first, then swapped in with one assignment.
 A batch takes the model once at its start, so in-flight batches finish on the old model and
