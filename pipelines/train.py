@@ -53,11 +53,7 @@ from tqdm import tqdm
 
 from actors.cluster import connect_ray
 from amcp._typing import FloatArray, IntArray
-from amcp.config import (
-    EvaluationConfig,
-    TrainJobConfig,
-    load_config,
-)
+from amcp.config import EvaluationConfig, TrainJobConfig, load_config
 from amcp.data.bars import BarPanel
 from amcp.errors import AmcpError, ConfigError, DataError
 from amcp.models.base import ModelError, SignalModel, build_windows, create_model, load_model
@@ -76,8 +72,6 @@ from pipelines._common import guarded, new_run_id, run_bounded
 
 EXIT_PARTIAL = 1
 TORCH_FAMILIES = frozenset({"lstm", "transformer"})
-
-
 
 
 # --------------------------------------------------------------------------- the data set
@@ -481,7 +475,6 @@ def evaluate(data: TrainingData, jobs: list[FitJob], outcomes: list[FitOutcome],
         for name, values in _baseline_scores(data, rows, momentum).items():
             scores.setdefault(name, {})[fold] = values
     fold_rows, board_rows, curves, tables = [], [], {}, []
-    engine_columns: dict[str, dict[str, float]] = {}
     equities: list[pd.DataFrame] = []
     for name, per_fold in scores.items():
         for fold, values in sorted(per_fold.items()):
@@ -495,10 +488,11 @@ def evaluate(data: TrainingData, jobs: list[FitJob], outcomes: list[FitOutcome],
         all_scores = np.concatenate([per_fold[f] for f in folds])
         metrics, dates, returns = score(data, name, rows, all_scores, evaluation, next_returns)
         curves[name] = (dates, returns)
+        engine = dict.fromkeys(ENGINE_COLUMNS, math.nan)
         if evaluation.engine:
             started = time.perf_counter()
             run = engine_backtest(data, rows, all_scores, evaluation)
-            engine_columns[name] = run.columns
+            engine = run.columns
             if run.dates.size:
                 equities.append(pd.DataFrame({"date": run.dates, "model": name, "equity": run.equity}))
             if log is not None:
@@ -507,8 +501,7 @@ def evaluate(data: TrainingData, jobs: list[FitJob], outcomes: list[FitOutcome],
                         f"sharpe {c['bt_sharpe']:.2f}, max drawdown {c['bt_max_drawdown']:.2%}, "
                         f"{c['bt_fills']:.0f} fills") if run.dates.size else f"engine: {name}: not run"
                 log(f"{line}{f' ({run.note})' if run.note else ''} in {time.perf_counter() - started:.1f} s")
-        board_rows.append({"model": name, "folds": len(folds), **metrics,
-                           **engine_columns.get(name, dict.fromkeys(ENGINE_COLUMNS, math.nan))})
+        board_rows.append({"model": name, "folds": len(folds), **metrics, **engine})
     board = leaderboard(board_rows)
     equity = (pd.concat(equities, ignore_index=True) if equities
               else pd.DataFrame({"date": pd.Series(dtype="datetime64[s]"), "model": pd.Series(dtype=str),

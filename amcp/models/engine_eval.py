@@ -162,9 +162,7 @@ def engine_long_short(
     if scored.size == 0:
         raise ModelError("no date has a score for two symbols: nothing to rank")
     first, last = int(scored[0]), int(scored[-1]) + 1
-    rows = slice(first, last)
-    window = BarPanel(panel.symbols, panel.ts_ns[rows], panel.open[rows], panel.high[rows], panel.low[rows],
-                      panel.close[rows], panel.volume[rows])
+    window = panel.slice(first, last)
     strategy = MLSignalConfig(id="long_short", kind="ml_signal", history_bars=1, rebalance_bars=rebalance_every,
                               portfolio="long_short", quantile=quantile, min_scored=2)
     no_fee = Decimal(0)
@@ -187,8 +185,9 @@ def engine_long_short(
     )
     engine = BacktestEngine(config, window)
     (trader,) = engine.plane.strategies[0].strategies
-    assert isinstance(trader, MLSignalStrategy)
-    trader.client = PredictionScores(window.dates, panel.symbols, scores[rows])
+    if not isinstance(trader, MLSignalStrategy):  # the config above names one ml_signal strategy
+        raise ModelError(f"the engine built a {type(trader).__name__}, not the ml_signal strategy")
+    trader.client = PredictionScores(window.dates, panel.symbols, scores[first:last])
     result = engine.run()
 
     equity = np.asarray(result.equity, dtype=np.float64)
