@@ -162,14 +162,15 @@ def _symbol_runs(column: pa.ChunkedArray) -> tuple[np.ndarray, tuple[str, ...]]:
     if pa.types.is_dictionary(column.type) and column.num_chunks == 1:
         chunk = column.chunk(0)
         dictionary = chunk.dictionary.to_pylist()
-        if len(set(dictionary)) == len(dictionary):
+        if len(set(dictionary)) == len(dictionary) and None not in dictionary:
             indices = chunk.indices.to_numpy()
             starts = np.flatnonzero(np.concatenate(([True], indices[1:] != indices[:-1])))
             return starts, tuple(dictionary[int(k)] for k in indices[starts])
-        column = column.cast(column.type.value_type)
-    elif pa.types.is_dictionary(column.type):
+    if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     values = column.combine_chunks()
+    if values.null_count:  # a dictionary index pointing at a null entry
+        raise WireError("column 'symbol' has nulls")
     changed = pc.not_equal(values[1:], values[:-1]).to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.concatenate(([True], changed)))
     return starts, tuple(str(values[int(i)]) for i in starts)

@@ -177,6 +177,15 @@ def test_symbol_runs_read_the_same_from_strings_or_a_dictionary(encoding: str) -
     assert [(b.symbol, len(b.dates)) for b in decoded] == [("B", 2), ("A", 1), ("C", 2)]
 
 
+def test_a_dictionary_symbol_column_pointing_at_a_null_entry_is_refused() -> None:
+    columns = _valid_columns(["A", "B"])
+    columns["t"] = pa.array(np.array(DAYS[-1:] * 2, dtype="datetime64[D]"), type=pa.date32())
+    columns["symbol"] = pa.DictionaryArray.from_arrays(pa.array([0, 1], type=pa.int32()), pa.array(["A", None]))
+
+    with pytest.raises(RequestError, match="column 'symbol' has nulls"):
+        parse_arrow_request(_table(**columns), **LIMITS)
+
+
 def test_a_dictionary_symbol_column_whose_rows_are_not_contiguous_is_refused() -> None:
     columns = _valid_columns(["A", "B", "A"])
     columns["t"] = pa.array(np.array(DAYS[-3:], dtype="datetime64[D]"), type=pa.date32())
