@@ -121,8 +121,9 @@ class ScoreRequest:
     panel: PanelInputs | None = None
 
     def __post_init__(self) -> None:
-        if (self.panel is None) == (not self.inputs) or (
-                len(self.inputs) if self.panel is None else self.panel.width) != len(self.symbols):
+        has_panel = self.panel is not None
+        count = self.panel.width if self.panel is not None else len(self.inputs)
+        if has_panel == bool(self.inputs) or count != len(self.symbols):
             raise ValueError("a ScoreRequest holds either one inputs per symbol or a panel of one column per symbol")
 
     def series(self) -> tuple[SeriesInputs, ...]:
@@ -420,21 +421,20 @@ class FeaturePlan:
                 f"{f' (and {len(short) - 5} more)' if len(short) > 5 else ''}")
         L = self.lookback
         base = np.empty((len(request.symbols), L, len(self.series_names)))
-        last_dates: list[np.ndarray] = [np.empty(0, dtype="datetime64[D]")] * len(request.symbols)
-        for columns, panel in self._panels(request):
+        panels = self._panels(request)  # the first holds symbol 0
+        for columns, panel in panels:
             values = self.registry.compute_panel(panel, self.series_names)[-L:]  # L × symbols × features
             base[columns] = values.transpose(1, 0, 2)
-            for j in columns:
-                last_dates[j] = panel.dates[-L:]
         X = np.empty((len(request.symbols), L, len(self.names)))
         X[:, :, self._series_at] = base[:, :, self._series_from]
         if self._cross:
-            first = last_dates[0]
-            for symbol, dates in zip(request.symbols, last_dates):
-                if not np.array_equal(dates, first):
+            first = panels[0][1].dates[-L:]
+            for columns, panel in panels[1:]:
+                if not np.array_equal(panel.dates[-L:], first):
                     raise RequestError(f"cross-sectional features need the same last {L} dates for every "
-                                       f"symbol; {symbol} has {list(map(str, dates))}, "
-                                       f"{request.symbols[0]} has {list(map(str, first))}")
+                                       f"symbol; {request.symbols[columns[0]]} has "
+                                       f"{list(map(str, panel.dates[-L:]))}, {request.symbols[0]} has "
+                                       f"{list(map(str, first))}")
             for j, name, base_name in self._cross:
                 across = base[:, :, self._series_column[base_name]].T  # dates × symbols
                 X[:, :, j] = self.registry.compute_cross_sectional(name, across).T

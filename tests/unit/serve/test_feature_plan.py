@@ -117,3 +117,16 @@ def test_a_score_request_holds_inputs_or_a_panel_of_one_column_per_symbol() -> N
         ScoreRequest(date(2024, 1, 3), ("A", "B"), (one,))
     with pytest.raises(ValueError, match="either one inputs per symbol or a panel"):
         ScoreRequest(date(2024, 1, 3), ("A",))
+
+
+def test_cross_sectional_features_refuse_symbols_whose_last_dates_differ(registry: FeatureRegistry) -> None:
+    body = synthetic()
+    for key in body["bars"]["DDD"]:
+        del body["bars"]["DDD"][key][-2]  # a missing session inside the model's last 3 dates
+    plan = plan_for(registry, lookback=3)
+
+    for request in (parse_request(body, **LIMITS), parse_arrow_request(encode_request(body), **LIMITS)):
+        with pytest.raises(RequestError, match=r"same last 3 dates for every symbol; DDD has .*AAA has"):
+            plan.matrix(request)
+    series_only = FeaturePlan(registry, registry.series_names, 3)  # no cross section: each symbol on its own
+    assert series_only.matrix(parse_request(body, **LIMITS)).shape == (len(SYMBOLS), 3, len(registry.series_names))
