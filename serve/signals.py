@@ -423,7 +423,7 @@ class FeaturePlan:
         base = np.empty((len(request.symbols), L, len(self.series_names)))
         panels = self._panels(request)  # the first holds symbol 0
         for columns, panel in panels:
-            values = self.registry.compute_panel(panel, self.series_names)[-L:]  # L × symbols × features
+            values = self.registry.compute_panel(panel, self.series_names, last=L)  # L × symbols × features
             base[columns] = values.transpose(1, 0, 2)
         X = np.empty((len(request.symbols), L, len(self.names)))
         X[:, :, self._series_at] = base[:, :, self._series_from]

@@ -355,28 +355,35 @@ class FeatureRegistry:
             values[:, j] = column
         return FeatureMatrix(chosen, values)
 
-    def compute_panel(self, inputs: PanelInputs, names: Iterable[str] | None = None) -> FloatArray:
+    def compute_panel(self, inputs: PanelInputs, names: Iterable[str] | None = None, *,
+                      last: int | None = None) -> FloatArray:
         """The series features ``names`` (default: all) of every symbol of a panel, one call per feature.
 
         Returns a float64 array of shape ``(T, N, F)``: ``[:, i, j]`` is feature ``names[j]`` of
-        symbol ``i``, equal to ``compute`` on that symbol alone.
+        symbol ``i``, equal to ``compute`` on that symbol alone. With ``last``, only the last
+        ``last`` dates' rows, ``(last, N, F)`` (each feature still runs over the whole panel, so
+        recursive ones see all of it): what scoring the latest bar needs, without holding every
+        feature's whole history (50 symbols × 140 dates × 211 features is 12 MB).
 
         Raises:
-            DataError: if ``inputs`` is not a :class:`PanelInputs`, a name is unknown or a feature
-                returns the wrong shape or dtype.
+            DataError: if ``inputs`` is not a :class:`PanelInputs`, a name is unknown, ``last`` is
+                not in ``1..T``, or a feature returns the wrong shape or dtype.
         """
         if not isinstance(inputs, PanelInputs):
             raise DataError(f"compute_panel needs PanelInputs, got {type(inputs).__name__} "
                             f"(use compute for one symbol, or PanelInputs.stack)")
         chosen = tuple(self._series) if names is None else tuple(names)
         shape = inputs.close.shape
-        values = np.empty((len(chosen), *shape), dtype=np.float64)  # each feature's block contiguous
+        rows = shape[0] if last is None else int(last)
+        if not 1 <= rows <= shape[0]:
+            raise DataError(f"compute_panel: last must be in 1..{shape[0]} (the panel's dates), got {last}")
+        values = np.empty((len(chosen), rows, shape[1]), dtype=np.float64)  # each feature's block contiguous
         for j, name in enumerate(chosen):
             column = np.asarray(self.series(name).fn(inputs))
             if column.shape != shape or column.dtype != np.float64:
                 raise DataError(f"feature {name}: returned {column.dtype} of shape {column.shape}, "
                                 f"expected float64 of shape {shape} (dates × symbols)")
-            values[j] = column
+            values[j] = column[shape[0] - rows:]
         return values.transpose(1, 2, 0)
 
     def compute_cross_sectional(self, name: str, base_values: FloatArray) -> FloatArray:

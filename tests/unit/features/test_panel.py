@@ -190,6 +190,21 @@ def test_a_subset_of_features_in_the_given_order(panel: PanelInputs, panel_value
 # ---------------------------------------------------------------------------- PanelInputs
 
 
+@pytest.mark.parametrize("last", [1, 3])
+def test_the_last_rows_only_equal_the_full_computations_last_rows(panel: PanelInputs, panel_values: np.ndarray,
+                                                                   last: int) -> None:
+    values = REGISTRY.compute_panel(panel, last=last)
+
+    assert values.shape == (last, *panel_values.shape[1:])
+    np.testing.assert_array_equal(values, panel_values[-last:])
+
+
+@pytest.mark.parametrize("last", [0, -1, 10_000])
+def test_a_last_outside_the_panels_dates_is_refused(panel: PanelInputs, last: int) -> None:
+    with pytest.raises(DataError, match="last must be in 1.."):
+        REGISTRY.compute_panel(panel, ["ROC5"], last=last)
+
+
 def _bars(dates: np.ndarray, seed: int, market: bool = True) -> SeriesInputs:
     rng = np.random.default_rng(seed)
     close = 50.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, len(dates))))
