@@ -43,10 +43,12 @@ with it, else the job warns and the proxy alone serves.
 
 Scoring: requests are parsed and checked in the HTTP handler, then batched with ``@serve.batch``
 (``max_batch_size``, ``batch_wait_timeout_s``); a batch's feature rows go through one
-``predict`` call, off the event loop. Features are computed per panel: the symbols that share
-their dates are stacked (:class:`PanelInputs`) and each feature runs once for all of them, not
-once per symbol (3–4× faster for 50 symbols × 140 bars; an Arrow body of one calendar parses
-straight into one panel), with each symbol's values equal to its own computation.
+``predict`` call, on the replica's event loop (``score_in_thread: true`` moves it to a worker
+thread, keeping the loop free to read requests meanwhile at some latency cost). Features are
+computed per panel: the symbols that share their dates are stacked (:class:`PanelInputs`) and
+each feature runs once for all of them, not once per symbol (3–4× faster for 50 symbols × 140
+bars; an Arrow body of one calendar parses straight into one panel), with each symbol's values
+equal to its own computation.
 
 Version switches: every ``poll_interval_s`` (and on
 :meth:`SignalDeployment.reload`) a replica reads the production pointer (or keeps its pinned
@@ -631,7 +633,10 @@ class SignalDeployment:
     async def _score_batch(self, requests: list[ScoreRequest]) -> list[dict[str, Any] | RequestError]:
         loaded = self._current  # one model for the whole batch, even if a switch lands meanwhile
         started = time.perf_counter()
-        results = await asyncio.to_thread(score_requests, loaded, requests)
+        if self._config.score_in_thread:
+            results = await asyncio.to_thread(score_requests, loaded, requests)
+        else:  # on the loop: no hand-off to a thread and back (see ServeSignalsConfig.score_in_thread)
+            results = score_requests(loaded, requests)
         elapsed = round((time.perf_counter() - started) * 1e3, 3)
         for result in results:
             if isinstance(result, dict):

@@ -203,7 +203,8 @@ def test_columns_and_an_arrow_body_score_exactly_as_bar_objects(world: dict[str,
 def test_direct_ingress_serves_the_same_scores_from_the_replicas_own_port(world: dict[str, Any],
                                                                          tmp_path: Any) -> None:
     """``python -m serve.signals`` with ``ingress: direct`` on a Ray of its own: the replica answers on
-    its port, with the scores the proxy gives."""
+    its port, with the scores the proxy gives (this one scores in a worker thread, ``score_in_thread``;
+    the module's app on the event loop, the default)."""
     import os
     import signal
     import subprocess
@@ -221,7 +222,7 @@ def test_direct_ingress_serves_the_same_scores_from_the_replicas_own_port(world:
             ports.append(probe.getsockname()[1])
     config = {"kind": "serve_signals", "registry": {"url": str(world["registry"].root)}, "http_port": ports[0],
               "ingress": "direct", "direct_port": ports[1], "replica_num_cpus": 0, "ray_address": "local",
-              "namespace": "amcp-direct-test"}
+              "namespace": "amcp-direct-test", "score_in_thread": True}
     path = tmp_path / "serve_direct.yaml"
     path.write_text(yaml.safe_dump(config))
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_SERVE_"))}
