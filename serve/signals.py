@@ -21,10 +21,13 @@ model returns a non-finite value.
 
 Each symbol's bars may also be sent as columns, ``{"t": [...], "o": [...], "h": [...], "l": [...],
 "c": [...], "v": [...]}`` (``market`` likewise ``{"t": [...], "c": [...]}``), which decodes about three
-times faster; or the whole body as an Apache Arrow IPC stream with ``Content-Type:
-application/vnd.apache.arrow.stream`` (layout in :mod:`amcp.models.wire`), about ten times
-smaller than JSON objects and decoded without a Python object per value — the fast path for
-large requests (``benchmarks/serve_signals.py`` measures all three).
+times faster. Symbols that all have a bar on the same dates may go as one panel instead of
+``bars``: ``{"as_of", "panel": {"symbols": [N names], "t": [T dates], "o": [T rows of N numbers],
+"h", "l", "c", "v"}, "market"}`` (errors name ``panel.c[i][j] (SYMBOL)``). Either may go as an
+Apache Arrow IPC stream with ``Content-Type: application/vnd.apache.arrow.stream`` (layouts in
+:mod:`amcp.models.wire`), about ten times smaller than JSON objects and decoded without a Python
+object per value — the fast path for large requests; a panel decodes straight into the matrices
+its features are computed from (``benchmarks/serve_signals.py`` measures the paths).
 
 Every answer carries the replica's own time, in milliseconds: the ``Server-Timing`` header of
 ``POST /v1/signals`` (``parse``, ``queue`` — waiting for and in the batch queue, ``score`` — the
@@ -47,8 +50,8 @@ Scoring: requests are parsed and checked in the HTTP handler, then batched with 
 thread, keeping the loop free to read requests meanwhile at some latency cost). Features are
 computed per panel: the symbols that share their dates are stacked (:class:`PanelInputs`) and
 each feature runs once for all of them, not once per symbol (3–4× faster for 50 symbols × 140
-bars; an Arrow body of one calendar parses straight into one panel), with each symbol's values
-equal to its own computation.
+bars; a panel body, or an Arrow body of one calendar, parses straight into one panel), with each
+symbol's values equal to its own computation.
 
 Version switches: every ``poll_interval_s`` (and on
 :meth:`SignalDeployment.reload`) a replica reads the production pointer (or keeps its pinned
@@ -86,7 +89,7 @@ from amcp.errors import AmcpError, DataError
 from amcp.features.registry import FeatureRegistry, PanelInputs, SeriesInputs
 from amcp.models.base import ModelError, SignalModel
 from amcp.models.registry import ModelRegistry, ModelVersion
-from amcp.models.wire import ARROW_CONTENT_TYPE, WireError, decode_table
+from amcp.models.wire import ARROW_CONTENT_TYPE, DecodedPanel, WireError, decode_table
 
 __all__ = [
     "FeaturePlan",
@@ -157,10 +160,15 @@ def parse_request(body: Any, *, max_symbols: int, max_bars: int) -> ScoreRequest
     """
     if not isinstance(body, Mapping):
         raise RequestError(f"the body must be a JSON object, got {type(body).__name__}")
-    unknown = sorted(set(body) - {"as_of", "bars", "market"})
+    unknown = sorted(set(body) - {"as_of", "bars", "panel", "market"})
     if unknown:
-        raise RequestError(f"unknown keys {unknown}; expected as_of, bars and optionally market")
+        raise RequestError(f"unknown keys {unknown}; expected as_of, bars (or panel) and optionally market")
     as_of = _as_of(body.get("as_of"))
+    if "panel" in body:
+        if "bars" in body:
+            raise RequestError("give either bars (per symbol) or panel (one calendar), not both")
+        return _parse_panel(body["panel"], as_of, _parse_market(body.get("market"), max_bars), max_symbols,
+                            max_bars)
     bars = body.get("bars")
     if not isinstance(bars, Mapping) or not bars:
         raise RequestError("bars must be a non-empty object of symbol -> bars (a list of bars or columns)")
@@ -196,6 +204,9 @@ def parse_arrow_request(payload: bytes, *, max_symbols: int, max_bars: int) -> S
         table = decode_table(payload, max_symbols=max_symbols, max_rows=max_symbols * max_bars)
     except WireError as exc:
         raise RequestError(str(exc)) from None
+    if isinstance(table, DecodedPanel):
+        return _panel_request(_as_of(table.as_of), table.symbols, table.dates, table.columns, table.market,
+                              max_bars)
     as_of = _as_of(table.as_of)
     day = np.datetime64(as_of, "D")
     starts, ends = table.starts, table.ends
@@ -255,6 +266,83 @@ def parse_arrow_request(payload: bytes, *, max_symbols: int, max_bars: int) -> S
     inputs = tuple(SeriesInputs.from_checked_arrays(bars.dates, *bars.columns, no_vwap[a:b], bars.market)
                    for bars, a, b in zip(table.symbol_bars(), starts.tolist(), ends.tolist()))
     return ScoreRequest(as_of, table.symbols, inputs)
+
+
+def _parse_panel(panel: Any, as_of: date, market: tuple[np.ndarray, FloatArray] | None, max_symbols: int,
+                 max_bars: int) -> ScoreRequest:
+    """A JSON panel: ``{"symbols": [N names], "t": [T dates], "o": [T rows of N numbers], ...}``."""
+    keys = ("symbols", *_BAR_KEYS)
+    if not isinstance(panel, Mapping) or set(panel) != set(keys):
+        got = sorted(panel) if isinstance(panel, Mapping) else type(panel).__name__
+        raise RequestError(f"panel must be an object with exactly the keys {list(keys)}, got {got}")
+    symbols = panel["symbols"]
+    if not isinstance(symbols, list) or not symbols:
+        raise RequestError("panel.symbols must be a non-empty list of symbol names")
+    if len(symbols) > max_symbols:
+        raise RequestError(f"{len(symbols)} symbols asked for, at most {max_symbols} per request")
+    for symbol in symbols:
+        _check_symbol(symbol)
+    texts = panel["t"]
+    if not isinstance(texts, list) or not texts:
+        raise RequestError("panel.t must be a non-empty list of ISO dates")
+    if len(texts) > max_bars:
+        raise RequestError(f"panel has {len(texts)} dates, at most {max_bars} bars per symbol are accepted")
+    dates = _dates("panel", texts)
+    columns = []
+    for key in _BAR_KEYS[1:]:
+        rows = panel[key]
+        if not isinstance(rows, list) or len(rows) != len(texts) or not all(
+                isinstance(row, list) and len(row) == len(symbols) for row in rows):
+            raise RequestError(f"panel.{key} must be a list of {len(texts)} rows (one per date in panel.t) of "
+                               f"{len(symbols)} numbers (one per symbol)")
+        for i, row in enumerate(rows):
+            if not all(type(value) in (int, float) for value in row):
+                j = next(j for j, value in enumerate(row) if type(value) not in (int, float))
+                raise RequestError(f"panel.{key}[{i}][{j}] ({symbols[j]}) must be a number, got {row[j]!r}")
+        columns.append(np.array(rows, dtype=np.float64))
+    aligned = None
+    if market is not None:
+        market_dates, market_close = market
+        at = np.minimum(np.searchsorted(market_dates, dates), market_dates.size - 1)
+        aligned = np.where(market_dates[at] == dates, market_close[at], np.nan)
+    return _panel_request(as_of, tuple(symbols), dates, tuple(columns), aligned, max_bars, checked_dates=True)
+
+
+def _panel_request(as_of: date, symbols: tuple[str, ...], dates: np.ndarray, columns: Sequence[FloatArray],
+                   market: FloatArray | None, max_bars: int, *, checked_dates: bool = False) -> ScoreRequest:
+    """Check a panel body's values (the rules of :func:`parse_request`, over ``(T, N)`` matrices at
+    once) and build its request: one :class:`PanelInputs`, no per-symbol object."""
+    for symbol in symbols:
+        _check_symbol(symbol)
+    if len(set(symbols)) != len(symbols):
+        raise RequestError(f"symbol {next(s for s in symbols if symbols.count(s) > 1)!r} appears twice in the panel")
+    if dates.size > max_bars:
+        raise RequestError(f"panel has {dates.size} dates, at most {max_bars} bars per symbol are accepted")
+    if not checked_dates:
+        _check_dates("panel", dates)
+    day = np.datetime64(as_of, "D")
+    if dates[-1] != day:
+        raise RequestError(f"panel: the last date is {dates[-1]}, not as_of {day}; "
+                           f"send bars up to and including as_of (and none after)")
+    for name, values in zip(_BAR_KEYS[1:], columns):
+        bad = np.flatnonzero((~(values > 0) | ~np.isfinite(values)) if name != "v" else
+                             (~(values >= 0) | ~np.isfinite(values)))
+        if bad.size:
+            i, j = divmod(int(bad[0]), len(symbols))
+            rule = "volume must be finite and >= 0" if name == "v" else "prices must be finite and > 0"
+            raise RequestError(f"panel.{name}[{i}][{j}] ({symbols[j]}) is {float(values[i, j])}: {rule}")
+    if market is not None:
+        bad = np.flatnonzero(~(market > 0) & ~np.isnan(market) | np.isinf(market))
+        if bad.size:
+            raise RequestError(f"market on {dates[bad[0]]} is {float(market[bad[0]])}: "
+                               f"closes must be finite and > 0 (or null)")
+    shape = (dates.size, len(symbols))
+    # Own, writable, row-major copies: an Arrow body's columns are read-only views of the body (and
+    # the feature kernels are compiled for writable arrays).
+    panel = PanelInputs.from_checked_arrays(
+        dates, *(np.array(values, dtype=np.float64, order="C") for values in columns), np.full(shape, np.nan),
+        None if market is None else np.ascontiguousarray(np.broadcast_to(market[:, None], shape)))
+    return ScoreRequest(as_of, symbols, panel=panel)
 
 
 def _as_of(text: Any) -> date:

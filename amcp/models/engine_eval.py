@@ -44,7 +44,7 @@ from amcp.config import (
 )
 from amcp.data.bars import BarPanel
 from amcp.models.base import ModelError
-from amcp.strategies.ml_signal import MLSignalStrategy, SignalAnswer, SignalUnavailableError
+from amcp.strategies.ml_signal import MLSignalStrategy, SignalAnswer, SignalUnavailableError, requested_symbols
 
 __all__ = ["ENGINE_METRICS", "EngineLongShort", "PredictionScores", "engine_long_short"]
 
@@ -83,7 +83,7 @@ class PredictionScores:
         self.requests = 0
 
     def scores(self, body: Mapping[str, Any], timeout_s: float) -> SignalAnswer:
-        """The scores at ``body["as_of"]`` of the symbols in ``body["bars"]`` (None where unknown).
+        """The scores at ``body["as_of"]`` of the symbols the body asks for (None where unknown).
 
         Raises:
             SignalUnavailableError: if the date has no row of scores.
@@ -95,7 +95,7 @@ class PredictionScores:
             raise SignalUnavailableError(f"no predictions for {day}")
         values = self._scores[row]
         answer: dict[str, float | None] = {}
-        for symbol in body["bars"]:
+        for symbol in requested_symbols(body):
             j = self._column.get(symbol)
             x = float(values[j]) if j is not None else math.nan
             answer[symbol] = x if math.isfinite(x) else None

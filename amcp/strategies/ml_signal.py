@@ -25,16 +25,17 @@ waiting for the next rebalance.
 
 Endpoints: ``http://host:port`` (``POST /v1/signals``) or ``serve://<app name>`` (a Serve
 ``DeploymentHandle`` to the app's ``SignalDeployment``, for a strategy running in the same Ray
-cluster). Both are blocking calls with ``timeout_s``, made from the (synchronous) strategy actor.
+cluster). Both are blocking calls with ``timeout_s``, made from the (synchronous) strategy actor;
+the HTTP client keeps its connection open between calls.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -59,6 +60,7 @@ __all__ = [
     "SignalAnswer",
     "SignalClient",
     "SignalUnavailableError",
+    "requested_symbols",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,17 +93,33 @@ class SignalClient(Protocol):
 
 
 class HttpSignalClient:
-    """``POST {base_url}/v1/signals`` over HTTP (standard library, one connection per call).
+    """``POST {base_url}/v1/signals`` over one keep-alive HTTP/1.1 connection (standard library).
 
     The body goes as an Arrow stream (:mod:`amcp.models.wire`, ``wire="arrow"``, the default:
     about ten times smaller than JSON and decoded without a Python object per value) or as JSON.
+    The connection is opened on the first call and kept for the next ones (no TCP handshake per
+    request); after any failure it is closed and the next call opens a new one. A call that fails
+    on a reused connection before any answer (the server closed it while idle: servers drop idle
+    keep-alive connections after a few seconds) is sent once more on a new connection — scoring
+    changes nothing on the server, so a repeat is harmless.
     """
 
     def __init__(self, base_url: str, wire: str = "arrow") -> None:
         if wire not in ("arrow", "json"):
             raise ConfigError(f"wire must be 'arrow' or 'json', got {wire!r}")
+        try:
+            parts = urllib.parse.urlsplit(base_url)
+            port = parts.port  # a port that is not a number in 0-65535 raises here
+        except ValueError as exc:
+            raise ConfigError(f"the signal endpoint {base_url!r} is not a valid URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(f"the signal endpoint must be http(s)://host[:port][/prefix], got {base_url!r}")
         self.url = base_url.rstrip("/") + "/v1/signals"
         self.wire = wire
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname, port
+        self._path = parts.path.rstrip("/") + "/v1/signals"
+        self._connection: http.client.HTTPConnection | None = None
 
     def scores(self, body: Mapping[str, Any], timeout_s: float) -> SignalAnswer:
         if self.wire == "arrow":
@@ -111,17 +129,44 @@ class HttpSignalClient:
                 raise SignalUnavailableError(f"cannot encode the request: {exc}") from None
         else:
             data, content_type = json.dumps(body, default=_jsonable).encode(), "application/json"
-        request = urllib.request.Request(self.url, data=data, headers={"Content-Type": content_type})
+        reused = self._connection is not None
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:500].decode(errors="replace")
-            raise SignalUnavailableError(f"{self.url} answered {exc.code}: {detail}") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise SignalUnavailableError(f"{self.url} unreachable within {timeout_s} s: {reason}") from None
+            try:
+                status, raw = self._post(data, content_type, timeout_s)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                if not reused:
+                    raise
+                self.close()  # the server dropped the idle connection: once more on a new one
+                status, raw = self._post(data, content_type, timeout_s)
+        except (http.client.HTTPException, OSError) as exc:  # TimeoutError and refusals are OSErrors
+            self.close()
+            raise SignalUnavailableError(
+                f"{self.url} unreachable within {timeout_s} s: {type(exc).__name__}: {exc}") from None
+        if status != 200:
+            detail = raw[:500].decode(errors="replace")
+            raise SignalUnavailableError(f"{self.url} answered {status}: {detail}")
         return _answer(raw, self.url)
+
+    def close(self) -> None:
+        """Close the kept connection (the next call opens a new one)."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _post(self, data: bytes, content_type: str, timeout_s: float) -> tuple[int, bytes]:
+        if self._connection is None:
+            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._connection = kind(self._host, self._port, timeout=timeout_s)
+        connection = self._connection
+        connection.timeout = timeout_s  # for a new socket; an open one gets it below
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout_s)
+        connection.request("POST", self._path, body=data, headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        raw = response.read()
+        if response.will_close:
+            self.close()
+        return response.status, raw
 
 
 class ServeHandleSignalClient:
@@ -142,6 +187,11 @@ class ServeHandleSignalClient:
             raise SignalUnavailableError(
                 f"serve app {self.app_name!r}: {type(exc).__name__}: {exc}") from None
         return _answer(answer, f"serve app {self.app_name!r}")
+
+
+def requested_symbols(body: Mapping[str, Any]) -> list[str]:
+    """The symbols a ``POST /v1/signals`` body asks for, in its order (``panel.symbols`` or ``bars``' keys)."""
+    return [str(symbol) for symbol in (body["panel"]["symbols"] if "panel" in body else body["bars"])]
 
 
 def _jsonable(value: Any) -> Any:
@@ -279,20 +329,31 @@ class MLSignalStrategy(Strategy):
         return intents
 
     def _request(self, chosen: np.ndarray) -> dict[str, Any]:
-        """The ``POST /v1/signals`` body: each chosen symbol's last ``history_bars`` bars, oldest first, as columns
-        (numpy arrays: ``t`` datetime64[D], ``o h l c v`` float64; the clients encode them)."""
+        """The ``POST /v1/signals`` body: each chosen symbol's last ``history_bars`` bars, oldest first (numpy
+        arrays: dates datetime64[D], ``o h l c v`` float64; the clients encode them).
+
+        When every chosen symbol has a bar on each of the buffer's last ``history_bars`` sessions (the
+        usual case) the body is one ``panel`` of those sessions — ``(sessions × symbols)`` matrices, the
+        buffer's own layout, which the Arrow wire sends and the service decodes without a per-symbol
+        step; otherwise each symbol's own last ``history_bars`` bars, as ``bars`` columns."""
         filled = min(self._count, self._capacity)
         order = (np.arange(self._count - filled, self._count) % self._capacity)  # oldest row first
         bars, days = self._bars[:, order], self._days[order]
-        body: dict[str, dict[str, np.ndarray]] = {}
-        for i in chosen.tolist():
-            rows = np.flatnonzero(~np.isnan(bars[3, :, i]))[-self.config.history_bars :]
-            columns: dict[str, np.ndarray] = {"t": days[rows]}
-            columns.update(zip(_FIELDS, bars[:, rows, i]))
-            body[self.universe[i]] = columns
         # The market proxy of the beta/correlation features: the equal-weighted index of the universe's
         # closes over the buffer (the features job builds the same index over its whole universe).
         market = {"t": days, "c": equal_weight_index(bars[3])}
+        history = self.config.history_bars
+        recent = bars[:, -history:][:, :, chosen]
+        if recent.shape[1] == history and not np.isnan(recent[3]).any():
+            panel: dict[str, Any] = {"symbols": [self.universe[i] for i in chosen.tolist()], "t": days[-history:]}
+            panel.update(zip(_FIELDS, recent))
+            return {"as_of": str(days[-1]), "panel": panel, "market": market}
+        body: dict[str, dict[str, np.ndarray]] = {}
+        for i in chosen.tolist():
+            rows = np.flatnonzero(~np.isnan(bars[3, :, i]))[-history:]
+            columns: dict[str, np.ndarray] = {"t": days[rows]}
+            columns.update(zip(_FIELDS, bars[:, rows, i]))
+            body[self.universe[i]] = columns
         return {"as_of": str(days[-1]), "bars": body, "market": market}
 
     # ------------------------------------------------------------------ checkpoint

@@ -183,20 +183,30 @@ def test_bad_requests_are_answered_400_with_the_reason(world: dict[str, Any], mu
     assert re.search(message, answer["error"]), answer
 
 
-def test_columns_and_an_arrow_body_score_exactly_as_bar_objects(world: dict[str, Any]) -> None:
+def test_columns_panels_and_arrow_bodies_score_exactly_as_bar_objects(world: dict[str, Any]) -> None:
     from amcp.models.wire import ARROW_CONTENT_TYPE, encode_request
 
     body = body_at(world["bars"], N_DAYS - 1)
     columns = {**body, "bars": {s: {k: [bar[k] for bar in bars] for k in ("t", "o", "h", "l", "c", "v")}
                                 for s, bars in body["bars"].items()}}
+    first = next(iter(body["bars"].values()))
+    panel = {"as_of": body["as_of"], "market": body["market"],
+             "panel": {"symbols": list(body["bars"]), "t": [bar["t"] for bar in first],
+                       **{k: [[bars[i][k] for bars in body["bars"].values()] for i in range(len(first))]
+                          for k in ("o", "h", "l", "c", "v")}}}
 
     as_rows = post(f"{world['url']}/v1/signals", body)
     as_columns = post(f"{world['url']}/v1/signals", columns)
+    as_panel = post(f"{world['url']}/v1/signals", panel)
     as_arrow = post(f"{world['url']}/v1/signals", None, raw=encode_request(body), content_type=ARROW_CONTENT_TYPE)
+    as_arrow_panel = post(f"{world['url']}/v1/signals", None, raw=encode_request(panel),
+                          content_type=ARROW_CONTENT_TYPE)
     garbage = post(f"{world['url']}/v1/signals", None, raw=b"not arrow", content_type=ARROW_CONTENT_TYPE)
 
-    assert as_rows[0] == as_columns[0] == as_arrow[0] == 200
-    assert as_rows[1]["scores"] == as_columns[1]["scores"] == as_arrow[1]["scores"]
+    assert as_rows[0] == as_columns[0] == as_panel[0] == as_arrow[0] == as_arrow_panel[0] == 200
+    assert (as_rows[1]["scores"] == as_columns[1]["scores"] == as_panel[1]["scores"] == as_arrow[1]["scores"]
+            == as_arrow_panel[1]["scores"])
+    assert len(set(as_rows[1]["scores"].values())) > 1  # distinct scores: the comparison means something
     assert garbage[0] == 400 and "not an Arrow IPC stream" in garbage[1]["error"]
 
 

@@ -130,3 +130,63 @@ def test_cross_sectional_features_refuse_symbols_whose_last_dates_differ(registr
             plan.matrix(request)
     series_only = FeaturePlan(registry, registry.series_names, 3)  # no cross section: each symbol on its own
     assert series_only.matrix(parse_request(body, **LIMITS)).shape == (len(SYMBOLS), 3, len(registry.series_names))
+
+
+def as_panel(body: dict[str, Any], *, arrays: bool) -> dict[str, Any]:
+    """The bars of :func:`synthetic` as a panel body: matrices (for Arrow) or rows of numbers (JSON)."""
+    bars = body["bars"]
+    symbols = list(bars)
+    matrices = {k: np.column_stack([bars[s][k] for s in symbols]) for k in "ohlcv"}
+    dates = bars[symbols[0]]["t"]
+    panel = ({"symbols": symbols, "t": np.array(dates, dtype="datetime64[D]"), **matrices} if arrays else
+             {"symbols": symbols, "t": list(dates), **{k: m.tolist() for k, m in matrices.items()}})
+    return {"as_of": body["as_of"], "panel": panel, "market": body["market"]}
+
+
+@pytest.mark.parametrize("lookback", [1, 3])
+def test_a_panel_body_gives_exactly_the_features_of_the_same_bars(registry: FeatureRegistry, lookback: int) -> None:
+    body = synthetic()
+    plan = plan_for(registry, lookback)
+
+    from_bars_json = plan.matrix(parse_request(body, **LIMITS))
+    from_bars_arrow = plan.matrix(parse_arrow_request(encode_request(body), **LIMITS))
+    panel_arrow = parse_arrow_request(encode_request(as_panel(body, arrays=True)), **LIMITS)
+    panel_json = parse_request(as_panel(body, arrays=False), **LIMITS)
+
+    assert panel_arrow.panel is not None and panel_json.panel is not None
+    assert panel_arrow.symbols == panel_json.symbols == SYMBOLS
+    expected = per_symbol(plan, parse_request(body, **LIMITS))
+    assert np.isfinite(expected).mean() > 0.9
+    shape = (len(SYMBOLS), len(plan.names)) if lookback == 1 else (len(SYMBOLS), lookback, len(plan.names))
+    for request in (panel_arrow, panel_json):
+        got = plan.matrix(request)
+        assert got.shape == shape
+        np.testing.assert_array_equal(got, from_bars_json)
+        np.testing.assert_array_equal(got, from_bars_arrow)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0, equal_nan=True)
+
+
+def test_a_panels_market_reaches_the_market_features(registry: FeatureRegistry) -> None:
+    body = synthetic()
+    plan = plan_for(registry)
+    without = {k: v for k, v in as_panel(body, arrays=True).items() if k != "market"}
+
+    with_market = plan.matrix(parse_arrow_request(encode_request(as_panel(body, arrays=True)), **LIMITS))
+    no_market = plan.matrix(parse_arrow_request(encode_request(without), **LIMITS))
+
+    # the beta/correlation features are defined only with the market; every other column is unchanged
+    differs = ~np.isclose(with_market, no_market, rtol=0, atol=0, equal_nan=True).all(axis=0)
+    assert differs.any() and not differs.all()
+    assert np.isnan(no_market[:, differs]).all() and np.isfinite(with_market[:, differs]).any()
+
+
+def test_a_short_panel_is_refused_for_missing_history_naming_every_symbol(registry: FeatureRegistry) -> None:
+    body = synthetic()
+    plan = plan_for(registry)
+    short = {**body, "bars": {s: {k: v[-10:] for k, v in cols.items()} for s, cols in body["bars"].items()}}
+
+    for request in (parse_arrow_request(encode_request(as_panel(short, arrays=True)), **LIMITS),
+                    parse_request(as_panel(short, arrays=False), **LIMITS)):
+        assert request.panel is not None
+        with pytest.raises(RequestError, match="missing history: .*AAA has 10, BBB has 10, .*EEE has 10"):
+            plan.matrix(request)
