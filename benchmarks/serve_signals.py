@@ -15,15 +15,24 @@ bars of each symbol (history_bars of the full feature set is about 61; recursive
 more).
 
 - ``in_process`` (the peer, "the model in process"): :func:`serve.signals.score_requests` on
-  bars already in memory as arrays — the model's features and predict, nothing else — one call
-  at a time (latency), and its throughput as one thread's calls per second.
+  bars already in memory as one panel — the model's features and predict, nothing else — one call
+  at a time (latency), and its throughput as one thread's calls per second. Timed in the
+  benchmark's process while Ray and the Serve app are up, in blocks of 20 calls alternating with
+  blocks of 20 served requests, so that both see the same machine: the same background (idle Ray
+  takes about 9 % of a core here), neighbours and drift. Each call scores a freshly parsed
+  request, as every served request is: features of one inputs object share memoised
+  intermediates, so scoring the same request object again skips work (about 5 ms of the 211
+  features' 37 ms here).
 - ``serve`` (ours, metrics ``p50_ms``, ``p99_ms``, ``requests_per_s``): ``POST /v1/signals`` with
-  an Arrow body (:mod:`amcp.models.wire`) encoded from per-symbol numpy columns, as the
-  ``ml_signal`` strategy sends them, to the replica's own port (``ingress: direct``, Ray Serve's
-  direct ingress), over one keep-alive HTTP connection, one request at a time; the timed call
-  includes encoding the body, HTTP, parsing and checking the body in the replica, the batch
-  queue, the replica's work and the answer. Then ``--clients`` threads, each with its own
-  connection, for ``--duration-s`` (requests/s).
+  an Arrow body of the panel layout (:mod:`amcp.models.wire`) encoded from ``(bars × symbols)``
+  numpy matrices, as the ``ml_signal`` strategy sends them, to the replica's own port (``ingress:
+  direct``, Ray Serve's direct ingress), over one keep-alive HTTP connection (as the strategy's
+  ``HttpSignalClient`` keeps), one request at a time; the timed call includes encoding the body,
+  HTTP, parsing and checking the body in the replica, the batch queue, the replica's work and
+  the answer. Then ``--clients`` threads, each with its own connection, for ``--duration-s``
+  (requests/s).
+- ``p50_ms_arrow_bars``: the same through the replica's port with the per-symbol (bars) Arrow
+  layout, encoded from per-symbol numpy columns.
 - ``p50_ms_proxy``: the same Arrow requests through Serve's HTTP proxy (``ingress: proxy``, the
   default); ``p50_ms_json_columns`` / ``p50_ms_json_rows``: as JSON (columns; bar objects)
   through the proxy, encoding timed too; ``p50_ms_handle``: through a DeploymentHandle.
@@ -50,6 +59,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -126,28 +136,57 @@ def body_at(bars: dict[str, SeriesInputs], t: int) -> dict[str, Any]:
     return {"as_of": str(next(iter(bars.values())).dates[t]), "bars": payload}
 
 
-def bench_in_process(loaded: Any, bodies: list[dict[str, Any]], count: int) -> dict[str, float]:
-    """The model in process: features from bars already in memory, then predict (no parsing)."""
-    from serve.signals import parse_request, score_requests
+def in_process_timer(loaded: Any, bodies: list[dict[str, Any]]) -> Callable[[int], float]:
+    """A function timing the model in process on body ``i`` (ms): features from bars already in memory
+    as one panel (what the served request holds once parsed), then predict (no parsing)."""
+    from serve.signals import parse_arrow_request, score_requests
 
-    requests = [parse_request(body, max_symbols=5000, max_bars=5000) for body in bodies]
-    for request in requests[:5]:
-        score_requests(loaded, [request])
-    samples = []
-    for i in range(count):
-        request = requests[i % len(requests)]
+    payloads = [encode_request(body) for body in bodies]
+
+    def fresh(i: int) -> Any:
+        # A new request object per call, as every served request is: features computed from one
+        # inputs object share intermediates (amcp.features.registry.shared), so scoring the same
+        # object again would skip that work.
+        request = parse_arrow_request(payloads[i % len(payloads)], max_symbols=5000, max_bars=5000)
+        if request.panel is None:
+            raise SystemExit("the in-process requests must be panels, as the served ones are")
+        return request
+
+    for i in range(5):
+        score_requests(loaded, [fresh(i)])
+
+    def timed(i: int) -> float:
+        request = fresh(i)  # not timed
         start = time.perf_counter_ns()
         result = score_requests(loaded, [request])
-        samples.append((time.perf_counter_ns() - start) / 1e6)
+        elapsed = (time.perf_counter_ns() - start) / 1e6
         if not isinstance(result[0], dict):
             raise SystemExit(f"in-process scoring failed: {result[0]}")
-    p50, p99 = percentile(samples, 50), percentile(samples, 99)
-    return {"p50_ms": p50, "p99_ms": p99, "requests_per_s": 1000.0 / float(np.mean(samples))}
+        return elapsed
+
+    return timed
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    """p50, p99 and one caller's calls per second."""
+    return {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99),
+            "requests_per_s": 1000.0 / float(np.mean(samples))}
+
+
+def panel_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The same body as one panel — ``(bars × symbols)`` numpy matrices — as the ``ml_signal`` strategy
+    sends it when every symbol has a bar on each session (it holds its bars in that layout)."""
+    bars = body["bars"]
+    first = next(iter(bars.values()))
+    panel: dict[str, Any] = {"symbols": list(bars), "t": np.array([bar["t"] for bar in first], dtype="datetime64[D]")}
+    for key in ("o", "h", "l", "c", "v"):
+        panel[key] = np.array([[bar[key] for bar in rows] for rows in bars.values()], dtype=np.float64).T.copy()
+    return {"as_of": body["as_of"], "panel": panel}
 
 
 def columns_of(body: dict[str, Any], arrays: bool = False) -> dict[str, Any]:
     """The same body with each symbol's bars as columns instead of bar objects: JSON lists, or
-    numpy arrays as the ``ml_signal`` strategy builds them from its buffers (``arrays``)."""
+    numpy arrays as the ``ml_signal`` strategy sends a body whose symbols lack some sessions (``arrays``)."""
     def column(bars: list[dict[str, Any]], key: str) -> Any:
         values = [bar[key] for bar in bars]
         if not arrays:
@@ -240,15 +279,23 @@ def bench_handle(app_name: str, bodies: list[dict[str, Any]], count: int) -> dic
 
 
 def bench_serve(port: int, bodies: list[dict[str, Any]], wire: str, count: int, clients: int,
-                duration_s: float) -> dict[str, float]:
+                duration_s: float, peer: Callable[[int], float] | None = None,
+                block: int = 20) -> dict[str, Any]:
     """``count`` requests one at a time over one keep-alive connection (encoding the body is timed: a
-    client encodes every request), then ``clients`` threads for ``duration_s`` (0: skip)."""
+    client encodes every request), then ``clients`` threads for ``duration_s`` (0: skip).
+
+    With ``peer`` (a function timing one in-process call), ``count`` in-process calls are timed too,
+    in blocks of ``block`` alternating with the served requests' blocks, so that both see the same
+    machine (Ray and Serve up and idle, the same neighbours, the same drift); their times are
+    ``peer_samples``."""
     encode, content_type = ENCODERS[wire]
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     for body in bodies[:5]:
         post(connection, encode(body), content_type)
-    samples, encoding, outside = [], [], []
+    samples, encoding, outside, peer_samples = [], [], [], []
     for i in range(count):
+        if peer is not None and i % block == 0:
+            peer_samples.extend(peer(j) for j in range(i, min(i + block, count)))
         body = bodies[i % len(bodies)]
         start = time.perf_counter_ns()
         payload = encode(body)
@@ -258,8 +305,9 @@ def bench_serve(port: int, bodies: list[dict[str, Any]], wire: str, count: int, 
         encoding.append((encoded - start) / 1e6)
         outside.append(samples[-1] - encoding[-1] - SERVER_TIMING[-1].get("total", float("nan")))
     connection.close()
-    result = {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99),
-              "encode_p50_ms": percentile(encoding, 50), "outside_p50_ms": percentile(outside, 50)}
+    result: dict[str, Any] = {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99),
+                              "encode_p50_ms": percentile(encoding, 50), "outside_p50_ms": percentile(outside, 50),
+                              "peer_samples": peer_samples}
     if clients == 0:
         return result
 
@@ -337,10 +385,8 @@ def main() -> int:
                                     train_end=date(2016, 12, 30), metrics={}, params={"n_estimators": 100})
         registry.promote(version.version)
         loaded = load_version(registry, version.version, features)
-        progress(f"in process: {args.requests} requests of {len(symbols)} symbols")
-        ours_peer = {"in_process": bench_in_process(loaded, bodies, args.requests)}
-        arrays = [columns_of(b, arrays=True) for b in bodies]  # what the ml_signal strategy builds
-        idle = bench_idle_cost(arrays, ours_peer["in_process"]["p50_ms"], args.requests)
+        arrays = [panel_of(b) for b in bodies]  # what the ml_signal strategy sends
+        in_process = in_process_timer(loaded, arrays)
 
         ports = []
         for _ in range(2):
@@ -358,13 +404,18 @@ def main() -> int:
             serve.run(build_app(config), name="signals-bench", route_prefix="/")
             if not answers_directly("127.0.0.1", direct_port, timeout_s=30.0):
                 raise SystemExit(f"the replica does not answer on its direct port {direct_port}")
-            progress(f"serve, direct ingress (Arrow body): {args.requests} requests, then {args.clients} clients "
-                     f"for {args.duration_s} s")
+            progress(f"serve, direct ingress (Arrow body) and in process, alternating: {args.requests} requests "
+                     f"each, then {args.clients} clients for {args.duration_s} s")
             SERVER_TIMING.clear()
+            ours_peer: dict[str, dict[str, Any]] = {}
             ours_peer["serve"] = bench_serve(direct_port, arrays, "arrow", args.requests, args.clients,
-                                             args.duration_s)
+                                             args.duration_s, peer=in_process)
+            ours_peer["in_process"] = summary(ours_peer["serve"]["peer_samples"])
             timed = SERVER_TIMING[5 : 5 + args.requests]  # the single-client phase, after its warm-up
             server = {key: percentile([t[key] for t in timed], 50) for key in ("parse", "queue", "score", "total")}
+            progress(f"serve, direct ingress (Arrow body, per-symbol bars layout): {args.requests} requests")
+            ours_peer["arrow_bars"] = bench_serve(direct_port, [columns_of(b, arrays=True) for b in bodies], "arrow",
+                                                  args.requests, 0, 0.0)
             progress(f"serve through the proxy: Arrow, JSON columns, JSON bar objects, {args.requests} requests each")
             ours_peer["proxy"] = bench_serve(port, arrays, "arrow", args.requests, 0, 0.0)
             for wire in ("json_columns", "json_rows"):
@@ -374,6 +425,7 @@ def main() -> int:
             floors = {"direct": bench_floor(direct_port, args.requests), "proxy": bench_floor(port, args.requests)}
             ours_peer["handle"] = bench_handle("signals-bench", arrays, args.requests)
             floors["handle"] = ours_peer["handle"]["floor_p50_ms"]
+            idle = bench_idle_cost(arrays, ours_peer["in_process"]["p50_ms"], args.requests)
         finally:
             serve.shutdown()
             ray.shutdown()
@@ -382,7 +434,7 @@ def main() -> int:
     for metric, unit in (("p50_ms", "ms"), ("p99_ms", "ms"), ("requests_per_s", "1/s")):
         emit(line(BENCH, metric, ours[metric], "in_process", peer[metric], unit, unit == "1/s", digits=3,
                   symbols=len(symbols), features=len(names), clients=args.clients if unit == "1/s" else 1))
-    for path in ("proxy", "json_columns", "json_rows", "handle"):
+    for path in ("arrow_bars", "proxy", "json_columns", "json_rows", "handle"):
         for metric in ("p50_ms", "p99_ms"):
             emit(line(BENCH, f"{metric}_{path}", ours_peer[path][metric], "in_process", peer[metric], "ms", False,
                       digits=3, symbols=len(symbols), features=len(names), clients=1))
@@ -396,7 +448,7 @@ def main() -> int:
     gap = ours["p50_ms"] - peer["p50_ms"]
     emit({"bench": BENCH, "summary": True, "p50_gap_ms": round(gap, 3), "path": "direct ingress, Arrow body",
           "p50_gap_ms_other_paths": {w: round(ours_peer[w]["p50_ms"] - peer["p50_ms"], 3)
-                                     for w in ("proxy", "json_columns", "json_rows", "handle")},
+                                     for w in ("arrow_bars", "proxy", "json_columns", "json_rows", "handle")},
           "replica_p50_ms": {k: round(v, 3) for k, v in server.items()},
           "client_encode_p50_ms": round(ours["encode_p50_ms"], 3),
           "http_p50_ms": round(ours["outside_p50_ms"], 3),
