@@ -180,14 +180,8 @@ def parse_request(body: Any, *, max_symbols: int, max_bars: int) -> ScoreRequest
     for symbol, rows in bars.items():
         _check_symbol(symbol)
         dates, columns = _columns(f"bars.{symbol}", rows, _BAR_KEYS, max_bars)
-        aligned = None
-        if market is not None:
-            market_dates, market_close = market
-            at = np.searchsorted(market_dates, dates)
-            found = (at < market_dates.size) & (market_dates[np.minimum(at, market_dates.size - 1)] == dates)
-            aligned = np.where(found, market_close[np.minimum(at, market_dates.size - 1)], np.nan)
         symbols.append(symbol)
-        inputs.append(_checked_inputs(f"bars.{symbol}", dates, columns, aligned, day))
+        inputs.append(_checked_inputs(f"bars.{symbol}", dates, columns, _aligned_market(market, dates), day))
     return ScoreRequest(as_of, tuple(symbols), tuple(inputs))
 
 
@@ -280,7 +274,7 @@ def _parse_panel(panel: Any, as_of: date, market: tuple[np.ndarray, FloatArray] 
         raise RequestError("panel.symbols must be a non-empty list of symbol names")
     if len(symbols) > max_symbols:
         raise RequestError(f"{len(symbols)} symbols asked for, at most {max_symbols} per request")
-    for symbol in symbols:
+    for symbol in symbols:  # before they name a bad value's column
         _check_symbol(symbol)
     texts = panel["t"]
     if not isinstance(texts, list) or not texts:
@@ -300,12 +294,8 @@ def _parse_panel(panel: Any, as_of: date, market: tuple[np.ndarray, FloatArray] 
                 j = next(j for j, value in enumerate(row) if type(value) not in (int, float))
                 raise RequestError(f"panel.{key}[{i}][{j}] ({symbols[j]}) must be a number, got {row[j]!r}")
         columns.append(np.array(rows, dtype=np.float64))
-    aligned = None
-    if market is not None:
-        market_dates, market_close = market
-        at = np.minimum(np.searchsorted(market_dates, dates), market_dates.size - 1)
-        aligned = np.where(market_dates[at] == dates, market_close[at], np.nan)
-    return _panel_request(as_of, tuple(symbols), dates, tuple(columns), aligned, max_bars, checked_dates=True)
+    return _panel_request(as_of, tuple(symbols), dates, tuple(columns), _aligned_market(market, dates), max_bars,
+                          checked_dates=True)
 
 
 def _panel_request(as_of: date, symbols: tuple[str, ...], dates: np.ndarray, columns: Sequence[FloatArray],
@@ -376,6 +366,15 @@ def _checked_inputs(where: str, dates: np.ndarray, columns: Sequence[FloatArray]
     if bad.size:
         raise RequestError(f"{where}[{bad[0]}].v is {float(v[bad[0]])}: volume must be finite and >= 0")
     return SeriesInputs(dates, o, h, l, c, v, np.full(dates.size, np.nan), market)
+
+
+def _aligned_market(market: tuple[np.ndarray, FloatArray] | None, dates: np.ndarray) -> FloatArray | None:
+    """The market's close on each of ``dates`` (NaN where it has none), or None without a market."""
+    if market is None:
+        return None
+    market_dates, market_close = market
+    at = np.minimum(np.searchsorted(market_dates, dates), market_dates.size - 1)
+    return np.where(market_dates[at] == dates, market_close[at], np.nan)
 
 
 def _parse_market(rows: Any, max_bars: int) -> tuple[np.ndarray, FloatArray] | None:

@@ -210,6 +210,16 @@ class DecodedTable:
                 for name, a, b in zip(self.symbols, self.starts.tolist(), self.ends.tolist())]
 
 
+def _dates_of(table: pa.Table) -> np.ndarray:
+    """Column ``t`` as ``datetime64[D]``, refused unless it is ``date32`` without nulls."""
+    column = table.column("t")
+    if not pa.types.is_date32(column.type):
+        raise WireError(f"column 't' must be date32 (session dates), got {column.type}")
+    if column.null_count:
+        raise WireError("column 't' has nulls")
+    return column.to_numpy().astype("datetime64[D]")
+
+
 @dataclass(frozen=True, eq=False)
 class DecodedPanel:
     """A decoded panel body: ``dates`` ``(T,)`` and each bar column ``(T, N)`` (column ``j`` is
@@ -247,11 +257,7 @@ def _decode_panel(table: pa.Table, as_of: str, symbols_json: bytes, *, max_symbo
         raise WireError("the Arrow panel has no rows")
     if table.num_rows * len(symbols) > max_rows:
         raise WireError(f"{table.num_rows} dates × {len(symbols)} symbols sent, at most {max_rows} bars are accepted")
-    dates_column = table.column("t")
-    if not pa.types.is_date32(dates_column.type):
-        raise WireError(f"column 't' must be date32 (session dates), got {dates_column.type}")
-    if dates_column.null_count:
-        raise WireError("column 't' has nulls")
+    dates = _dates_of(table)
     width = len(symbols)
     columns = []
     for name in BAR_FIELDS:
@@ -267,7 +273,6 @@ def _decode_panel(table: pa.Table, as_of: str, symbols_json: bytes, *, max_symbo
         # flatten() honours a sliced array's offset; nulls inside a row become NaN (refused as prices later)
         columns.append(values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False).reshape(-1, width))
     market = _floats(table, "market") if "market" in table.column_names else None
-    dates = dates_column.to_numpy().astype("datetime64[D]")
     return DecodedPanel(as_of, tuple(symbols), dates, tuple(columns), market)
 
 
@@ -321,11 +326,7 @@ def decode_table(payload: bytes, *, max_symbols: int, max_rows: int) -> DecodedT
     value_type = symbol_column.type.value_type if pa.types.is_dictionary(symbol_column.type) else symbol_column.type
     if not (pa.types.is_string(value_type) or pa.types.is_large_string(value_type)):
         raise WireError(f"column 'symbol' must be strings, got {symbol_column.type}")
-    dates_column = table.column("t")
-    if not pa.types.is_date32(dates_column.type):
-        raise WireError(f"column 't' must be date32 (session dates), got {dates_column.type}")
-    if dates_column.null_count:
-        raise WireError("column 't' has nulls")
+    dates = _dates_of(table)
     starts, names = _symbol_runs(symbol_column)
     if len(set(names)) != len(names):
         values, counts = np.unique(np.array(names), return_counts=True)
@@ -333,7 +334,6 @@ def decode_table(payload: bytes, *, max_symbols: int, max_rows: int) -> DecodedT
         raise WireError(f"the rows of symbol {repeated!r} are not contiguous: send each symbol's rows together")
     if len(names) > max_symbols:
         raise WireError(f"{len(names)} symbols asked for, at most {max_symbols} per request")
-    dates = dates_column.to_numpy().astype("datetime64[D]")
     columns = tuple(_floats(table, name) for name in BAR_FIELDS)
     market = _floats(table, "market") if "market" in table.column_names else None
     ends = np.append(starts[1:], table.num_rows)
