@@ -21,12 +21,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from amcp.features import default_registry
 from amcp.features.registry import FeatureRegistry, SeriesInputs
+
+from ._real_bars import on_market_calendar
 
 SYMBOLS = ("AAPL", "JPM", "XOM", "GE")
 MARKET = "SPY"
@@ -34,24 +34,6 @@ START, END = "2010-01-01", "2012-12-31"
 
 
 Panel = list[SeriesInputs]
-
-
-def _real_panel(path: Path) -> Panel:
-    """The four stocks on SPY's calendar (a missing bar is a NaN row), SPY's close as the market."""
-    table = pq.read_table(path, columns=["symbol", "date", "open", "high", "low", "close", "volume"],
-                          filters=[("symbol", "in", [*SYMBOLS, MARKET])])
-    bars = table.to_pandas()
-    bars["date"] = pd.to_datetime(bars["date"])
-    bars = bars[(bars["date"] >= START) & (bars["date"] <= END)].set_index("date")
-    market = bars[bars["symbol"] == MARKET]["close"].sort_index()
-    panel = []
-    for symbol in SYMBOLS:
-        frame = bars[bars["symbol"] == symbol].reindex(market.index)
-        ohlc = [frame[name].to_numpy() for name in ("open", "high", "low", "close")]
-        panel.append(SeriesInputs(market.index.to_numpy(dtype="datetime64[D]"), *ohlc,
-                                  frame["volume"].to_numpy(dtype=float), np.full(len(frame), np.nan),
-                                  market.to_numpy()))
-    return panel
 
 
 def _synthetic_panel(symbols: int = 6, bars: int = 400, seed: int = 7) -> Panel:
@@ -111,7 +93,7 @@ def registry() -> FeatureRegistry:
 
 @pytest.fixture(scope="module")
 def real_panel(shared_daily: Path) -> Panel:
-    return _real_panel(shared_daily)
+    return on_market_calendar(shared_daily, SYMBOLS, MARKET, START, END)
 
 
 @pytest.fixture(scope="module")

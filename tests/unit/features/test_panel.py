@@ -19,13 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from amcp.errors import DataError
 from amcp.features import default_registry
 from amcp.features.registry import FeatureRegistry, PanelInputs, SeriesInputs
+
+from ._real_bars import on_market_calendar
 
 REGISTRY = default_registry()
 SERIES_NAMES = REGISTRY.series_names
@@ -42,24 +42,6 @@ ULP_TOLERANT: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------------------- panels
-
-
-def _real_bars(path: Path) -> list[SeriesInputs]:
-    """The stocks and SPY on SPY's dates, SPY's close as every symbol's market, no vwap."""
-    table = pq.read_table(path, columns=["symbol", "date", "open", "high", "low", "close", "volume"],
-                          filters=[("symbol", "in", [*SYMBOLS, MARKET])])
-    bars = table.to_pandas()
-    bars["date"] = pd.to_datetime(bars["date"])
-    bars = bars[(bars["date"] >= START) & (bars["date"] <= END)].set_index("date")
-    market = bars[bars["symbol"] == MARKET]["close"].sort_index()
-    dates = market.index.to_numpy(dtype="datetime64[D]")
-    out = []
-    for symbol in (*SYMBOLS, MARKET):
-        frame = bars[bars["symbol"] == symbol].reindex(market.index)
-        assert frame["close"].notna().all(), f"{symbol} misses bars in {START}..{END}"
-        ohlcv = [frame[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")]
-        out.append(SeriesInputs(dates, *ohlcv, np.full(len(frame), np.nan), market.to_numpy(np.float64)))
-    return out
 
 
 def _with(inputs: SeriesInputs, **columns: np.ndarray) -> SeriesInputs:
@@ -87,7 +69,7 @@ def _synthetic(base: SeriesInputs) -> list[SeriesInputs]:
 
 @pytest.fixture(scope="module")
 def symbols(shared_daily: Path) -> list[SeriesInputs]:
-    real = _real_bars(shared_daily)
+    real = on_market_calendar(shared_daily, (*SYMBOLS, MARKET), MARKET, START, END, complete=True)
     return real + _synthetic(real[0])
 
 
